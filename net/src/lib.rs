@@ -1,0 +1,32 @@
+//! bourse-net: the binary protocol of the exchange, sans-IO.
+//!
+//! Market makers reach the exchange over TCP with length-prefixed FlatBuffers frames; the
+//! schema `net/schema/bourse.fbs` is the contract. This crate owns everything between
+//! the bytes and the engine's `Command`s and `Event`s, and does no I/O of its own: no
+//! sockets, no clock, no randomness. Time and the logon nonce are passed in, so every
+//! behaviour is testable and reproducible, and the server (monoio, io_uring, pinned net
+//! cores) only moves bytes.
+//!
+//! - [`frame`]: incremental frame decoder, bounded FlatBuffers verification.
+//! - [`wire`]: the generated FlatBuffers types.
+//! - [`protocol`]: typed client requests and server messages.
+//! - [`codec`]: frames <-> typed messages, both directions (the client library reuses it).
+//! - [`view`]: which engine events each account, admin or market-data subscriber sees.
+//! - [`auth`]: API keys and the HMAC-SHA256 logon challenge.
+//! - [`ratelimit`]: token bucket with time passed in.
+//! - [`journal`]: bounded per-session journal of sequenced messages for resume.
+//! - [`session`]: the per-net-core state machine of all connections and sessions.
+//!
+//! See net/README.md for the protocol rules (sessions, resume, limits, errors).
+
+pub mod auth;
+pub mod codec;
+pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod journal;
+pub mod protocol;
+pub mod ratelimit;
+pub mod session;
+pub mod view;
+pub mod wire;

@@ -1,0 +1,1401 @@
+//! The sans-IO session layer of one net core: every connection and every resumable
+//! session it serves, as one deterministic state machine.
+//!
+//! The server (a later task) owns the sockets and the clock and only moves bytes:
+//!
+//! ```text
+//! accept            -> gateway.on_connect(now, random_nonce)        -> ConnId
+//! bytes from socket -> gateway.on_bytes(conn, now, bytes, &mut actions)
+//! socket writable   -> write gateway.outbound(conn); gateway.consume_outbound(conn, n, now)
+//! timer             -> gateway.on_tick(now, &mut actions)
+//! socket gone       -> gateway.on_disconnected(conn, now, &mut actions)
+//! shard events      -> gateway.on_events(origin, &events, &mut actions)
+//! query answers     -> gateway.reply_balances / reply_open_orders / reply_status /
+//!                      reply_book_snapshot / reject_subscribe
+//! actions           -> Submit (to the shard), Query (to the shard), Subscribe (book
+//!                      snapshot from the shard), Close (flush, then close the socket)
+//! ```
+//!
+//! # Connections and sessions
+//!
+//! A *connection* is one TCP connection: it awaits a logon, is logged on, or is closing.
+//! A *session* is the resumable stream of sequenced server messages of one API key: it is
+//! created by a logon with `session_id = 0`, gets a server-assigned `SessionId`, and
+//! outlives its connection for `session_linger_ns` so that a client can reconnect and
+//! resume it (`Logon { session_id, resume_from_seq }`, same key only). Sequence numbers
+//! belong to the session, not to the connection: they continue across reconnects.
+//! Every execution report, balance update, query reply and reject of an account goes to
+//! every session of that account, live or lingering, each with its own numbering.
+//!
+//! # Exactly once
+//!
+//! Every sequenced message is appended to the session's bounded [`Journal`] first; a
+//! connection is fed from the journal through a cursor (`deliver_seq`) that only moves
+//! forward. A reconnecting client names the first sequence number it has not processed;
+//! the new connection's cursor starts there, so each message reaches the client once per
+//! request and none is skipped. If the journal no longer holds that sequence number, the
+//! logon is refused with `ResumeTooOld` (and the oldest retained / next numbers), never
+//! silently patched over. A connection whose cursor falls behind the journal (it stopped
+//! reading while messages kept coming) is closed with `SlowConsumer`.
+//!
+//! Session ids start at `first_session_id`; the server should seed it from the boot time
+//! so that ids from before a restart are `UnknownSession`, not someone else's session.
+//! Journals live in this net core's memory: a restart or another net core cannot resume
+//! them (clients then log on afresh and query balances and open orders).
+//!
+//! Everything here lives on one net core and is `!Sync` by design.
+
+use std::collections::BTreeMap;
+
+use bourse_engine::{AccountId, AssetId, Balance, Command, DepthLevel, Event, LogIndex, MarketId};
+use flatbuffers::VerifierOptions;
+
+use crate::auth::{AuthError, KeyId, KeyStore, Role, NONCE_BYTES};
+use crate::codec::{decode_client, DecodeError, Encoder};
+use crate::frame::{self, FrameDecoder, FrameError};
+use crate::journal::{Journal, JournalLimits, ResumeError};
+use crate::protocol::*;
+use crate::ratelimit::{RateLimit, TokenBucket, RATE_MAX};
+use crate::view::{self, PublicItem};
+use crate::wire::{self, PROTOCOL_VERSION};
+
+/// Bytes an outbound buffer may hold beyond `outbound_bytes_max` for the few control
+/// messages that must get through even to a slow reader (logon ack, logout).
+pub const CONTROL_RESERVE_BYTES: usize = 1024;
+
+/// Bounds and timings of a gateway. Every bound is enforced where it is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// Largest client frame, bytes after the length prefix.
+    pub frame_bytes_max: usize,
+    /// The server sends a heartbeat after this long without other output.
+    pub heartbeat_interval_ns: u64,
+    /// A logged-on connection that sends nothing for this long is closed.
+    pub idle_timeout_ns: u64,
+    /// A connection that does not log on within this long is closed.
+    pub logon_timeout_ns: u64,
+    /// Per-connection message rate (every client message counts, heartbeats too).
+    pub rate: RateLimit,
+    /// Consecutive session-level rejects after which the connection is closed.
+    pub rejects_in_row_max: u32,
+    /// Unsent bytes a connection may hold (plus `CONTROL_RESERVE_BYTES`). Sequenced
+    /// messages fill at most half of it from the journal; the rest takes market data.
+    pub outbound_bytes_max: usize,
+    /// Market data subscriptions per connection.
+    pub subscriptions_max: usize,
+    /// Simultaneous connections.
+    pub connections_max: usize,
+    /// Retained sequenced messages per session.
+    pub journal: JournalLimits,
+    /// Sessions held (attached or lingering).
+    pub sessions_max: usize,
+    /// Sessions held per API key.
+    pub sessions_per_key_max: usize,
+    /// How long a session without a connection is kept for resume.
+    pub session_linger_ns: u64,
+    /// The first session id handed out (seed it from the boot time).
+    pub first_session_id: SessionId,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            frame_bytes_max: frame::FRAME_BYTES_MAX,
+            heartbeat_interval_ns: 5_000_000_000,
+            idle_timeout_ns: 15_000_000_000,
+            logon_timeout_ns: 5_000_000_000,
+            rate: RateLimit { rate_per_sec: 2_000, burst: 500 },
+            rejects_in_row_max: 100,
+            outbound_bytes_max: 1 << 20,
+            subscriptions_max: 64,
+            connections_max: 1024,
+            journal: JournalLimits { messages_max: 16_384, bytes_max: 2 << 20 },
+            sessions_max: 1024,
+            sessions_per_key_max: 8,
+            session_linger_ns: 300_000_000_000,
+            first_session_id: 1,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Invalid(&'static str),
+}
+
+impl GatewayConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let largest_frame = frame::FRAME_HEADER_BYTES + frame::SERVER_FRAME_BYTES_MAX;
+        let checks: [(bool, &'static str); 11] = [
+            (
+                self.frame_bytes_max >= frame::FRAME_BYTES_MIN
+                    && self.frame_bytes_max <= frame::FRAME_BYTES_MAX_CEILING,
+                "frame_bytes_max out of range",
+            ),
+            (self.heartbeat_interval_ns > 0, "heartbeat_interval_ns must be positive"),
+            (
+                self.idle_timeout_ns > self.heartbeat_interval_ns,
+                "idle_timeout_ns must exceed heartbeat_interval_ns",
+            ),
+            (self.logon_timeout_ns > 0, "logon_timeout_ns must be positive"),
+            (
+                (1..=RATE_MAX).contains(&self.rate.rate_per_sec)
+                    && (1..=RATE_MAX).contains(&self.rate.burst),
+                "rate and burst must be in 1..=1_000_000",
+            ),
+            (self.rejects_in_row_max > 0, "rejects_in_row_max must be positive"),
+            (
+                self.outbound_bytes_max >= 2 * largest_frame,
+                "outbound_bytes_max must hold two of the largest server frames",
+            ),
+            (
+                self.journal.bytes_max >= largest_frame && self.journal.messages_max > 0,
+                "journal must hold the largest server frame",
+            ),
+            (self.connections_max > 0 && self.sessions_max > 0, "need connections and sessions"),
+            (self.sessions_per_key_max > 0, "sessions_per_key_max must be positive"),
+            (self.first_session_id > 0, "first_session_id must be positive"),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, message)) => Err(ConfigError::Invalid(message)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A connection handle: slot and generation, so a stale handle never reaches a new
+/// connection that reuses the slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(u64);
+
+impl ConnId {
+    fn new(slot: usize, generation: u32) -> ConnId {
+        ConnId(((generation as u64) << 32) | slot as u64)
+    }
+    fn slot(self) -> usize {
+        (self.0 & 0xffff_ffff) as usize
+    }
+    fn generation(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+    pub fn raw(self) -> u64 {
+        self.0
+    }
+}
+
+/// Where a request came from; hand it back with the events or the answer it caused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub conn: ConnId,
+    pub session_id: SessionId,
+    pub request_id: RequestId,
+}
+
+/// Read-only questions for the shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Query {
+    /// Answer with `reply_balances` (`Exchange::balances(account)`).
+    Balances { account: AccountId },
+    /// Answer with `reply_open_orders` (`Exchange::open_orders(account)`, filtered).
+    OpenOrders { account: AccountId, market: Option<MarketId> },
+    /// Answer with `reply_status` (`Exchange::last_index`, `state_hash`).
+    Status,
+}
+
+/// What the server must do on the gateway's behalf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send `command` to the shard; pass the events it causes to
+    /// `on_events(Some(origin), ..)`. The command always carries the session's own
+    /// account (or is an admin command from an admin key).
+    Submit { origin: Origin, command: Command },
+    /// Ask the shard and answer with the matching `reply_*` call.
+    Query { origin: Origin, query: Query },
+    /// Take a snapshot of `market`'s book (`depth` levels a side) and call
+    /// `reply_book_snapshot`, or `reject_subscribe` if the market does not exist.
+    Subscribe { conn: ConnId, request_id: RequestId, market: MarketId, depth: usize },
+    /// Write out what `outbound(conn)` still holds, close the socket, then call
+    /// `on_disconnected`.
+    Close { conn: ConnId, reason: SessionReason },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connection limit reached")]
+    TooManyConnections,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ConnState {
+    AwaitingLogon {
+        nonce: [u8; NONCE_BYTES],
+        since_ns: u64,
+    },
+    LoggedOn(LoggedOn),
+    /// A `Close` action was emitted; waiting for `on_disconnected`.
+    Closing,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LoggedOn {
+    session_id: SessionId,
+    key_id: KeyId,
+    role: Role,
+    cancel_on_disconnect: bool,
+    /// Next sequence number to copy from the journal into the outbound buffer.
+    deliver_seq: Seq,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Subscription {
+    /// Waiting for the snapshot; updates are held back until it is sent.
+    Pending,
+    Live,
+}
+
+/// Unsent bytes of one connection, in a buffer that never grows past its first size.
+#[derive(Debug)]
+struct Outbound {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Outbound {
+    fn with_capacity(capacity: usize) -> Outbound {
+        Outbound { buf: Vec::with_capacity(capacity), start: 0 }
+    }
+
+    fn pending(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    fn push(&mut self, parts: (&[u8], &[u8])) {
+        let len = parts.0.len() + parts.1.len();
+        if self.buf.len() + len > self.buf.capacity() && self.start > 0 {
+            // Shift the unsent bytes to the front instead of growing.
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(parts.0);
+        self.buf.extend_from_slice(parts.1);
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        assert!(n <= self.pending(), "consumed more than was pending");
+        self.start += n;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Connection {
+    id: ConnId,
+    state: ConnState,
+    decoder: FrameDecoder,
+    outbound: Outbound,
+    rate: TokenBucket,
+    rejects_in_row: u32,
+    /// The `Close` action was emitted.
+    close_emitted: bool,
+    last_rx_ns: u64,
+    last_tx_ns: u64,
+    subscriptions: Vec<(MarketId, Subscription)>,
+}
+
+/// A resumable stream of sequenced messages for one API key.
+#[derive(Debug)]
+struct Session {
+    key_id: KeyId,
+    role: Role,
+    journal: Journal,
+    attached: Option<ConnId>,
+    /// When the session lost its connection (meaningful while `attached` is `None`).
+    detached_since_ns: u64,
+}
+
+/// Counters for operators and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GatewayStats {
+    pub connections: usize,
+    pub logged_on: usize,
+    pub sessions: usize,
+    pub frames_in: u64,
+    pub session_rejects: u64,
+    pub closes: u64,
+}
+
+/// All connections and sessions of one net core. See the module documentation.
+#[derive(Debug)]
+pub struct Gateway {
+    config: GatewayConfig,
+    keys: KeyStore,
+    verifier: VerifierOptions,
+    encoder: Encoder,
+    /// Scratch for one encoded frame.
+    frame: Vec<u8>,
+    /// Scratch for one encoded control message (kept apart from `frame` because a
+    /// connection may be closed, with a logout, while `frame` holds a message for others).
+    control_frame: Vec<u8>,
+    /// Scratch for one inbound frame being handled.
+    frame_in: Vec<u8>,
+    conns: Vec<Option<Connection>>,
+    generations: Vec<u32>,
+    free_slots: Vec<usize>,
+    sessions: BTreeMap<SessionId, Session>,
+    sessions_by_key: BTreeMap<KeyId, Vec<SessionId>>,
+    sessions_by_account: BTreeMap<AccountId, Vec<SessionId>>,
+    admin_sessions: Vec<SessionId>,
+    next_session_id: SessionId,
+    started_ns: u64,
+    /// Scratch: sessions an event goes to.
+    targets: Vec<SessionId>,
+    /// Scratch: one command's level changes, with their position for a stable order.
+    level_changes: Vec<(MarketId, usize, LevelChange)>,
+    /// Scratch: one market's changes for a book update.
+    changes: Vec<LevelChange>,
+    stats: GatewayStats,
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig, keys: KeyStore, now_ns: u64) -> Result<Gateway, ConfigError> {
+        config.validate()?;
+        Ok(Gateway {
+            config,
+            keys,
+            verifier: frame::verifier_options(config.frame_bytes_max),
+            encoder: Encoder::for_server(),
+            frame: Vec::with_capacity(frame::FRAME_HEADER_BYTES + frame::SERVER_FRAME_BYTES_MAX),
+            control_frame: Vec::with_capacity(CONTROL_RESERVE_BYTES),
+            frame_in: Vec::with_capacity(frame::FRAME_HEADER_BYTES + config.frame_bytes_max),
+            conns: Vec::new(),
+            generations: Vec::new(),
+            free_slots: Vec::new(),
+            sessions: BTreeMap::new(),
+            sessions_by_key: BTreeMap::new(),
+            sessions_by_account: BTreeMap::new(),
+            admin_sessions: Vec::new(),
+            next_session_id: config.first_session_id,
+            started_ns: now_ns,
+            targets: Vec::new(),
+            level_changes: Vec::new(),
+            changes: Vec::new(),
+            stats: GatewayStats::default(),
+        })
+    }
+
+    pub fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> GatewayStats {
+        GatewayStats { sessions: self.sessions.len(), ..self.stats }
+    }
+
+    // ----- Connection lifecycle -------------------------------------------------------
+
+    /// A new TCP connection. `nonce` must be fresh random bytes (the caller's RNG); the
+    /// logon challenge carrying it is queued in the connection's outbound buffer.
+    pub fn on_connect(
+        &mut self,
+        now_ns: u64,
+        nonce: [u8; NONCE_BYTES],
+    ) -> Result<ConnId, ConnectError> {
+        if self.stats.connections >= self.config.connections_max {
+            return Err(ConnectError::TooManyConnections);
+        }
+        let slot = match self.free_slots.pop() {
+            Some(slot) => slot,
+            None => {
+                self.conns.push(None);
+                self.generations.push(0);
+                self.conns.len() - 1
+            }
+        };
+        assert!(self.conns[slot].is_none());
+        let id = ConnId::new(slot, self.generations[slot]);
+        self.conns[slot] = Some(Connection {
+            id,
+            state: ConnState::AwaitingLogon { nonce, since_ns: now_ns },
+            decoder: FrameDecoder::new(self.config.frame_bytes_max),
+            outbound: Outbound::with_capacity(
+                self.config.outbound_bytes_max + CONTROL_RESERVE_BYTES,
+            ),
+            rate: TokenBucket::new(self.config.rate, now_ns),
+            rejects_in_row: 0,
+            close_emitted: false,
+            last_rx_ns: now_ns,
+            last_tx_ns: now_ns,
+            subscriptions: Vec::with_capacity(self.config.subscriptions_max),
+        });
+        self.stats.connections += 1;
+        let challenge = ServerMessage::LogonChallenge { nonce, protocol_version: PROTOCOL_VERSION };
+        self.send_control(slot, now_ns, &challenge);
+        Ok(id)
+    }
+
+    /// The socket is gone (closed by either side). Frees the connection; a logged-on
+    /// session is kept for resume, and cancel-on-disconnect fires if it was asked for.
+    pub fn on_disconnected(&mut self, conn: ConnId, now_ns: u64, actions: &mut Vec<Action>) {
+        let Some(slot) = self.slot(conn) else { return };
+        self.end_connection(slot, now_ns, true, actions);
+        self.conns[slot] = None;
+        self.generations[slot] = self.generations[slot].wrapping_add(1);
+        self.free_slots.push(slot);
+        self.stats.connections -= 1;
+    }
+
+    /// Closes a connection on the server's initiative (for instance at shutdown).
+    pub fn close(
+        &mut self,
+        conn: ConnId,
+        now_ns: u64,
+        reason: SessionReason,
+        actions: &mut Vec<Action>,
+    ) {
+        if let Some(slot) = self.slot(conn) {
+            self.close_slot(slot, now_ns, reason, actions);
+        }
+    }
+
+    /// Whether `conn` is logged on, and to which session.
+    pub fn session_of(&self, conn: ConnId) -> Option<SessionId> {
+        match self.conn(conn)?.state {
+            ConnState::LoggedOn(l) => Some(l.session_id),
+            _ => None,
+        }
+    }
+
+    /// Bytes waiting to be written to `conn`'s socket.
+    pub fn outbound(&self, conn: ConnId) -> &[u8] {
+        self.conn(conn).map_or(&[][..], |c| c.outbound.as_slice())
+    }
+
+    /// `n` bytes of `outbound(conn)` were written; more sequenced messages may follow.
+    pub fn consume_outbound(
+        &mut self,
+        conn: ConnId,
+        n: usize,
+        now_ns: u64,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(slot) = self.slot(conn) else { return };
+        if let Some(c) = self.conns[slot].as_mut() {
+            c.outbound.consume(n);
+        }
+        self.pump(slot, now_ns, actions);
+    }
+
+    // ----- Inbound -------------------------------------------------------------------
+
+    /// Bytes read from `conn`'s socket. Complete frames are handled at once.
+    pub fn on_bytes(
+        &mut self,
+        conn: ConnId,
+        now_ns: u64,
+        mut bytes: &[u8],
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(slot) = self.slot(conn) else { return };
+        while !bytes.is_empty() {
+            let Some(c) = self.conns[slot].as_mut() else { return };
+            if c.state == ConnState::Closing {
+                return;
+            }
+            let taken = c.decoder.push(bytes);
+            bytes = &bytes[taken..];
+            self.drain_frames(slot, now_ns, actions);
+        }
+    }
+
+    /// Handles every complete frame buffered for `slot`.
+    fn drain_frames(&mut self, slot: usize, now_ns: u64, actions: &mut Vec<Action>) {
+        // Each frame is copied out of the decoder into `frame_in` so that handling it
+        // can borrow the gateway mutably; frames are small and the buffer is reused.
+        let mut frame_in = std::mem::take(&mut self.frame_in);
+        while let Some(c) = self.conns[slot].as_mut() {
+            if c.state == ConnState::Closing {
+                break;
+            }
+            match c.decoder.next_frame() {
+                Ok(None) => break,
+                Ok(Some(frame)) => {
+                    frame_in.clear();
+                    frame_in.extend_from_slice(frame);
+                    c.last_rx_ns = now_ns;
+                    self.stats.frames_in += 1;
+                    self.on_frame(slot, now_ns, &frame_in, actions);
+                }
+                Err(error) => {
+                    let reason = match error {
+                        FrameError::Empty => SessionReason::EmptyFrame,
+                        FrameError::TooLarge { .. } => SessionReason::FrameTooLarge,
+                    };
+                    self.close_slot(slot, now_ns, reason, actions);
+                    break;
+                }
+            }
+        }
+        frame_in.clear();
+        self.frame_in = frame_in;
+    }
+
+    /// One complete client frame.
+    fn on_frame(&mut self, slot: usize, now_ns: u64, frame: &[u8], actions: &mut Vec<Action>) {
+        let Some(c) = self.conns[slot].as_ref() else { return };
+        let state = c.state;
+        let decoded = decode_client(frame, &self.verifier);
+        match (state, decoded) {
+            (ConnState::Closing, _) => {}
+            (_, Err(DecodeError::Malformed(_))) => {
+                // Not our protocol: nothing after this frame can be trusted.
+                self.close_slot(slot, now_ns, SessionReason::Malformed, actions);
+            }
+            (ConnState::AwaitingLogon { nonce, .. }, Ok((request_id, ClientRequest::Logon(l)))) => {
+                let _ = request_id; // A logon's reply is the LogonAck or LogonReject.
+                self.on_logon(slot, now_ns, nonce, &l, actions);
+            }
+            (ConnState::AwaitingLogon { .. }, Err(DecodeError::InvalidField { body_type, .. }))
+                if body_type == wire::Body::Logon.0 =>
+            {
+                self.refuse_logon(slot, now_ns, SessionReason::InvalidField, 0, 0, actions);
+            }
+            (ConnState::AwaitingLogon { .. }, _) => {
+                self.close_slot(slot, now_ns, SessionReason::NotLoggedOn, actions);
+            }
+            (ConnState::LoggedOn(logged_on), Err(error)) => {
+                let (request_id, body_type) = match error {
+                    DecodeError::UnknownMessage { request_id, body_type }
+                    | DecodeError::InvalidField { request_id, body_type, .. } => {
+                        (request_id, body_type)
+                    }
+                    DecodeError::Malformed(_) => (0, 0),
+                };
+                if self.take_token(slot, now_ns, &logged_on, request_id, body_type, actions) {
+                    let reason = error.session_reason();
+                    self.reject(slot, now_ns, &logged_on, request_id, body_type, reason, actions);
+                }
+            }
+            (ConnState::LoggedOn(logged_on), Ok((request_id, request))) => {
+                let body_type = body_type_of(&request);
+                if self.take_token(slot, now_ns, &logged_on, request_id, body_type, actions) {
+                    self.on_request(slot, now_ns, logged_on, request_id, request, actions);
+                }
+            }
+        }
+    }
+
+    /// Charges one message to the rate limit; a message over the limit is rejected.
+    fn take_token(
+        &mut self,
+        slot: usize,
+        now_ns: u64,
+        logged_on: &LoggedOn,
+        request_id: RequestId,
+        body_type: BodyType,
+        actions: &mut Vec<Action>,
+    ) -> bool {
+        let Some(c) = self.conns[slot].as_mut() else { return false };
+        if c.rate.try_take(now_ns) {
+            return true;
+        }
+        let reason = SessionReason::RateLimited;
+        self.reject(slot, now_ns, logged_on, request_id, body_type, reason, actions);
+        false
+    }
+
+    /// A session-level reject, sequenced like every reject. Too many in a row close the
+    /// connection, so a client stuck in a loop of bad requests cannot flood its journal.
+    #[allow(clippy::too_many_arguments)]
+    fn reject(
+        &mut self,
+        slot: usize,
+        now_ns: u64,
+        logged_on: &LoggedOn,
+        request_id: RequestId,
+        body_type: BodyType,
+        reason: SessionReason,
+        actions: &mut Vec<Action>,
+    ) {
+        self.stats.session_rejects += 1;
+        let report = RejectReport::session(request_id, body_type, reason);
+        let message = ServerMessage::Rejected(report);
+        self.send_sequenced(logged_on.session_id, &message, now_ns, actions);
+        let Some(c) = self.conns[slot].as_mut() else { return };
+        c.rejects_in_row += 1;
+        if c.rejects_in_row >= self.config.rejects_in_row_max {
+            self.close_slot(slot, now_ns, SessionReason::TooManyRejects, actions);
+        }
+    }
+
+    fn on_logon(
+        &mut self,
+        slot: usize,
+        now_ns: u64,
+        nonce: [u8; NONCE_BYTES],
+        logon: &Logon,
+        actions: &mut Vec<Action>,
+    ) {
+        if logon.protocol_version != PROTOCOL_VERSION {
+            return self.refuse_logon(
+                slot,
+                now_ns,
+                SessionReason::UnsupportedVersion,
+                0,
+                0,
+                actions,
+            );
+        }
+        let role = match self.keys.authenticate(&nonce, logon.key_id, &logon.signature) {
+            Ok(key) => key.role,
+            Err(AuthError::UnknownKey) => {
+                return self.refuse_logon(slot, now_ns, SessionReason::UnknownKey, 0, 0, actions)
+            }
+            Err(AuthError::BadSignature) => {
+                return self.refuse_logon(slot, now_ns, SessionReason::BadSignature, 0, 0, actions)
+            }
+        };
+        let session_id = match self.find_or_create_session(now_ns, logon, role) {
+            Ok(id) => id,
+            Err((reason, oldest, next)) => {
+                return self.refuse_logon(slot, now_ns, reason, oldest, next, actions)
+            }
+        };
+        self.attach(slot, now_ns, session_id, logon, role, actions);
+    }
+
+    /// The session a logon names (checked for resume), or a new one.
+    fn find_or_create_session(
+        &mut self,
+        now_ns: u64,
+        logon: &Logon,
+        role: Role,
+    ) -> Result<SessionId, (SessionReason, Seq, Seq)> {
+        if logon.session_id == 0 {
+            // A new session's journal starts at 1: resuming "from 1" is the same as
+            // not resuming, anything later is ahead.
+            if logon.resume_from_seq > 1 {
+                return Err((SessionReason::ResumeAhead, 0, 1));
+            }
+            return self.create_session(now_ns, logon.key_id, role);
+        }
+        let Some(session) = self.sessions.get(&logon.session_id) else {
+            return Err((SessionReason::UnknownSession, 0, 0));
+        };
+        // Another key's session id reads as unknown: ids are not secrets, sessions are.
+        if session.key_id != logon.key_id {
+            return Err((SessionReason::UnknownSession, 0, 0));
+        }
+        if logon.resume_from_seq != 0 {
+            match session.journal.check_resume(logon.resume_from_seq) {
+                Ok(()) => {}
+                Err(ResumeError::TooOld { oldest, next, .. }) => {
+                    return Err((SessionReason::ResumeTooOld, oldest, next))
+                }
+                Err(ResumeError::Ahead { next, .. }) => {
+                    return Err((SessionReason::ResumeAhead, 0, next))
+                }
+            }
+        }
+        Ok(logon.session_id)
+    }
+
+    fn create_session(
+        &mut self,
+        now_ns: u64,
+        key_id: KeyId,
+        role: Role,
+    ) -> Result<SessionId, (SessionReason, Seq, Seq)> {
+        let of_key = self.sessions_by_key.get(&key_id).map_or(0, Vec::len);
+        if of_key >= self.config.sessions_per_key_max && !self.evict_lingering(Some(key_id)) {
+            return Err((SessionReason::SessionsLimit, 0, 0));
+        }
+        if self.sessions.len() >= self.config.sessions_max && !self.evict_lingering(None) {
+            return Err((SessionReason::SessionsLimit, 0, 0));
+        }
+        let id = self.next_session_id;
+        self.next_session_id += 1;
+        let session = Session {
+            key_id,
+            role,
+            journal: Journal::new(self.config.journal),
+            attached: None,
+            detached_since_ns: now_ns,
+        };
+        assert!(self.sessions.insert(id, session).is_none(), "session ids are never reused");
+        self.sessions_by_key.entry(key_id).or_default().push(id);
+        match role {
+            Role::Trader { account } => {
+                self.sessions_by_account.entry(account).or_default().push(id)
+            }
+            Role::Admin => self.admin_sessions.push(id),
+        }
+        Ok(id)
+    }
+
+    /// Drops the session (of `key_id`, or of any key) that has been without a connection
+    /// the longest. False if every such session is attached.
+    fn evict_lingering(&mut self, key_id: Option<KeyId>) -> bool {
+        let oldest = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.attached.is_none() && key_id.is_none_or(|k| s.key_id == k))
+            .min_by_key(|(id, s)| (s.detached_since_ns, **id))
+            .map(|(id, _)| *id);
+        match oldest {
+            Some(id) => {
+                self.remove_session(id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remove_session(&mut self, id: SessionId) {
+        let Some(session) = self.sessions.remove(&id) else { return };
+        assert!(session.attached.is_none(), "only detached sessions are removed");
+        remove_from_index(&mut self.sessions_by_key, session.key_id, id);
+        match session.role {
+            Role::Trader { account } => {
+                remove_from_index(&mut self.sessions_by_account, account, id)
+            }
+            Role::Admin => self.admin_sessions.retain(|s| *s != id),
+        }
+    }
+
+    fn attach(
+        &mut self,
+        slot: usize,
+        now_ns: u64,
+        session_id: SessionId,
+        logon: &Logon,
+        role: Role,
+        actions: &mut Vec<Action>,
+    ) {
+        // A session lives on one connection at a time: the newest logon wins, so a client
+        // whose old connection died silently can reconnect at once. The old connection
+        // is closed without cancel-on-disconnect, since the session goes on.
+        let previous = self.sessions.get(&session_id).and_then(|s| s.attached);
+        if let Some(previous) = previous.and_then(|p| self.slot(p)) {
+            self.close_replaced(previous, now_ns, actions);
+        }
+        let Some(session) = self.sessions.get_mut(&session_id) else { return };
+        let next_seq = session.journal.next_seq();
+        let deliver_seq = if logon.resume_from_seq == 0 { next_seq } else { logon.resume_from_seq };
+        let Some(c) = self.conns[slot].as_mut() else { return };
+        session.attached = Some(c.id);
+        let cancel_on_disconnect = logon.cancel_on_disconnect && role.account().is_some();
+        c.state = ConnState::LoggedOn(LoggedOn {
+            session_id,
+            key_id: logon.key_id,
+            role,
+            cancel_on_disconnect,
+            deliver_seq,
+        });
+        self.stats.logged_on += 1;
+        let ack = LogonAck {
+            session_id,
+            next_seq,
+            replay_from: deliver_seq,
+            replay_count: next_seq - deliver_seq,
+            role: match role {
+                Role::Trader { .. } => WireRole::Trader,
+                Role::Admin => WireRole::Admin,
+            },
+            account: role.account().unwrap_or(0),
+            cancel_on_disconnect,
+            heartbeat_interval_ms: (self.config.heartbeat_interval_ns / 1_000_000) as u32,
+            idle_timeout_ms: (self.config.idle_timeout_ns / 1_000_000) as u32,
+            rate_per_sec: self.config.rate.rate_per_sec,
+            rate_burst: self.config.rate.burst,
+            protocol_version: PROTOCOL_VERSION,
+        };
+        self.send_control(slot, now_ns, &ServerMessage::LogonAck(ack));
+        self.pump(slot, now_ns, actions);
+    }
+
+    fn refuse_logon(
+        &mut self,
+        slot: usize,
+        now_ns: u64,
+        reason: SessionReason,
+        oldest_seq: Seq,
+        next_seq: Seq,
+        actions: &mut Vec<Action>,
+    ) {
+        let reject = LogonReject { reason, oldest_seq, next_seq };
+        self.send_control(slot, now_ns, &ServerMessage::LogonReject(reject));
+        self.mark_closing(slot, reason, actions);
+    }
+
+    /// A logged-on request that passed the rate limit.
+    fn on_request(
+        &mut self,
+        slot: usize,
+        now_ns: u64,
+        logged_on: LoggedOn,
+        request_id: RequestId,
+        request: ClientRequest,
+        actions: &mut Vec<Action>,
+    ) {
+        let origin = Origin {
+            conn: self.conns[slot].as_ref().map_or(ConnId(0), |c| c.id),
+            session_id: logged_on.session_id,
+            request_id,
+        };
+        let body_type = body_type_of(&request);
+        let outcome = match request {
+            ClientRequest::Logon(_) => Err(SessionReason::AlreadyLoggedOn),
+            ClientRequest::Logout => {
+                self.close_slot(slot, now_ns, SessionReason::LoggedOut, actions);
+                return;
+            }
+            ClientRequest::Heartbeat { .. } => Ok(None),
+            ClientRequest::Subscribe { market, depth } => {
+                self.subscribe(slot, origin, market, depth)
+            }
+            ClientRequest::Unsubscribe { market } => {
+                if let Some(c) = self.conns[slot].as_mut() {
+                    c.subscriptions.retain(|(m, _)| *m != market);
+                }
+                Ok(None)
+            }
+            other => permitted_action(logged_on.role, origin, &other),
+        };
+        match outcome {
+            Ok(action) => {
+                if let Some(c) = self.conns[slot].as_mut() {
+                    c.rejects_in_row = 0;
+                }
+                actions.extend(action);
+            }
+            Err(reason) => {
+                self.reject(slot, now_ns, &logged_on, request_id, body_type, reason, actions)
+            }
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        slot: usize,
+        origin: Origin,
+        market: MarketId,
+        depth: u16,
+    ) -> Result<Option<Action>, SessionReason> {
+        let Some(c) = self.conns[slot].as_mut() else { return Ok(None) };
+        let full = c.subscriptions.len() >= self.config.subscriptions_max;
+        match c.subscriptions.iter_mut().find(|(m, _)| *m == market) {
+            // Subscribing again asks for a fresh snapshot.
+            Some(entry) => entry.1 = Subscription::Pending,
+            None if full => return Err(SessionReason::SubscriptionsLimit),
+            None => c.subscriptions.push((market, Subscription::Pending)),
+        }
+        let depth =
+            if depth == 0 { BOOK_DEPTH_DEFAULT } else { (depth as usize).min(BOOK_DEPTH_MAX) };
+        Ok(Some(Action::Subscribe {
+            conn: origin.conn,
+            request_id: origin.request_id,
+            market,
+            depth,
+        }))
+    }
+
+    // ----- Timers ---------------------------------------------------------------------
+
+    /// Heartbeats, logon and idle timeouts, and expiry of lingering sessions. Call it
+    /// at least every `heartbeat_interval_ns / 2`.
+    pub fn on_tick(&mut self, now_ns: u64, actions: &mut Vec<Action>) {
+        for slot in 0..self.conns.len() {
+            let Some(c) = self.conns[slot].as_ref() else { continue };
+            match c.state {
+                ConnState::Closing => {}
+                ConnState::AwaitingLogon { since_ns, .. } => {
+                    if now_ns.saturating_sub(since_ns) >= self.config.logon_timeout_ns {
+                        self.close_slot(slot, now_ns, SessionReason::LogonTimeout, actions);
+                    }
+                }
+                ConnState::LoggedOn(_) => {
+                    if now_ns.saturating_sub(c.last_rx_ns) >= self.config.idle_timeout_ns {
+                        self.close_slot(slot, now_ns, SessionReason::IdleTimeout, actions);
+                    } else if c.outbound.pending() == 0
+                        && now_ns.saturating_sub(c.last_tx_ns) >= self.config.heartbeat_interval_ns
+                    {
+                        self.send_control(
+                            slot,
+                            now_ns,
+                            &ServerMessage::Heartbeat { time_ns: now_ns },
+                        );
+                    }
+                }
+            }
+        }
+        let linger_ns = self.config.session_linger_ns;
+        let mut expired = std::mem::take(&mut self.targets);
+        expired.clear();
+        expired.extend(
+            self.sessions
+                .iter()
+                .filter(|(_, s)| {
+                    s.attached.is_none() && now_ns.saturating_sub(s.detached_since_ns) >= linger_ns
+                })
+                .map(|(id, _)| *id),
+        );
+        for &id in &expired {
+            self.remove_session(id);
+        }
+        self.targets = expired;
+    }
+
+    // ----- Outbound -------------------------------------------------------------------
+
+    /// Unsequenced session-control message; may use the control reserve.
+    fn send_control(&mut self, slot: usize, now_ns: u64, message: &ServerMessage<'_>) {
+        self.control_frame.clear();
+        let encoded = self.encoder.encode_server(0, message, &mut self.control_frame);
+        assert!(encoded.is_ok(), "control messages are small: {encoded:?}");
+        assert!(self.control_frame.len() <= CONTROL_RESERVE_BYTES);
+        let Some(c) = self.conns[slot].as_mut() else { return };
+        let limit = self.config.outbound_bytes_max + CONTROL_RESERVE_BYTES;
+        // Control messages are few per connection (challenge, ack or reject, logout) and
+        // heartbeats go only into an empty buffer, so the reserve is never exhausted.
+        if c.outbound.pending() + self.control_frame.len() <= limit {
+            c.outbound.push((&self.control_frame, &[]));
+            c.last_tx_ns = now_ns;
+        }
+    }
+
+    /// Appends a sequenced message to a session's journal and feeds its connection.
+    fn send_sequenced(
+        &mut self,
+        session_id: SessionId,
+        message: &ServerMessage<'_>,
+        now_ns: u64,
+        actions: &mut Vec<Action>,
+    ) {
+        debug_assert!(message.is_sequenced());
+        let Some(session) = self.sessions.get_mut(&session_id) else { return };
+        self.frame.clear();
+        let seq = session.journal.next_seq();
+        let encoded = self.encoder.encode_server(seq, message, &mut self.frame);
+        // Every list is cut to its named bound before it gets here, and the bounds fit in
+        // SERVER_FRAME_BYTES_MAX (tested), so this only fails on a bug.
+        assert!(encoded.is_ok(), "server message does not encode: {encoded:?}");
+        assert_eq!(session.journal.append(&self.frame), seq);
+        if let Some(slot) = session.attached.and_then(|conn| self.slot(conn)) {
+            self.pump(slot, now_ns, actions);
+        }
+    }
+
+    /// Copies journal frames the connection has not had yet into its outbound buffer,
+    /// up to half the buffer (the other half is for market data and control).
+    fn pump(&mut self, slot: usize, now_ns: u64, actions: &mut Vec<Action>) {
+        let Some(c) = self.conns[slot].as_mut() else { return };
+        let ConnState::LoggedOn(mut logged_on) = c.state else { return };
+        let Some(session) = self.sessions.get(&logged_on.session_id) else { return };
+        let journal = &session.journal;
+        if logged_on.deliver_seq < journal.oldest_seq() {
+            // The journal dropped messages this connection never got: it is not reading.
+            // Its session stays, so the client learns the truth (ResumeTooOld) on resume.
+            self.close_slot(slot, now_ns, SessionReason::SlowConsumer, actions);
+            return;
+        }
+        let budget = self.config.outbound_bytes_max / 2;
+        while logged_on.deliver_seq < journal.next_seq() {
+            let Some(parts) = journal.get(logged_on.deliver_seq) else { break };
+            let len = parts.0.len() + parts.1.len();
+            if c.outbound.pending() + len > budget {
+                break;
+            }
+            c.outbound.push(parts);
+            logged_on.deliver_seq += 1;
+        }
+        c.state = ConnState::LoggedOn(logged_on);
+    }
+
+    /// Market data: unsequenced and not journaled; a connection that cannot take it is
+    /// closed (its book would silently go wrong otherwise).
+    fn send_market_data(&mut self, market: MarketId, now_ns: u64, actions: &mut Vec<Action>) {
+        for slot in 0..self.conns.len() {
+            let Some(c) = self.conns[slot].as_mut() else { continue };
+            let live = c.subscriptions.contains(&(market, Subscription::Live));
+            if !live || c.state == ConnState::Closing {
+                continue;
+            }
+            if c.outbound.pending() + self.frame.len() > self.config.outbound_bytes_max {
+                self.close_slot(slot, now_ns, SessionReason::SlowConsumer, actions);
+                continue;
+            }
+            c.outbound.push((&self.frame, &[]));
+            c.last_tx_ns = now_ns;
+        }
+    }
+
+    // ----- Closing ----------------------------------------------------------------------
+
+    fn close_slot(
+        &mut self,
+        slot: usize,
+        now_ns: u64,
+        reason: SessionReason,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(c) = self.conns[slot].as_ref() else { return };
+        if c.state == ConnState::Closing {
+            return;
+        }
+        self.send_control(slot, now_ns, &ServerMessage::Logout { reason });
+        self.end_connection(slot, now_ns, true, actions);
+        self.mark_closing(slot, reason, actions);
+    }
+
+    /// Closes the old connection of a session that a new logon took over.
+    fn close_replaced(&mut self, slot: usize, now_ns: u64, actions: &mut Vec<Action>) {
+        let reason = SessionReason::Replaced;
+        self.send_control(slot, now_ns, &ServerMessage::Logout { reason });
+        self.end_connection(slot, now_ns, false, actions);
+        self.mark_closing(slot, reason, actions);
+    }
+
+    fn mark_closing(&mut self, slot: usize, reason: SessionReason, actions: &mut Vec<Action>) {
+        let Some(c) = self.conns[slot].as_mut() else { return };
+        c.state = ConnState::Closing;
+        if !c.close_emitted {
+            c.close_emitted = true;
+            self.stats.closes += 1;
+            actions.push(Action::Close { conn: c.id, reason });
+        }
+    }
+
+    /// Detaches a logged-on connection from its session (which lingers for resume) and
+    /// fires cancel-on-disconnect when `cancel` and the logon asked for it.
+    fn end_connection(
+        &mut self,
+        slot: usize,
+        now_ns: u64,
+        cancel: bool,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(c) = self.conns[slot].as_mut() else { return };
+        let ConnState::LoggedOn(logged_on) = c.state else { return };
+        // Only `mark_closing` or `on_disconnected` may follow; neither reads this state.
+        c.state = ConnState::Closing;
+        let conn = c.id;
+        self.stats.logged_on -= 1;
+        if let Some(session) = self.sessions.get_mut(&logged_on.session_id) {
+            if session.attached == Some(conn) {
+                session.attached = None;
+                session.detached_since_ns = now_ns;
+            }
+        }
+        if let (true, true, Some(account)) =
+            (cancel, logged_on.cancel_on_disconnect, logged_on.role.account())
+        {
+            let origin = Origin { conn, session_id: logged_on.session_id, request_id: 0 };
+            let command = Command::MassCancel { account, market: None };
+            actions.push(Action::Submit { origin, command });
+        }
+    }
+
+    // ----- Engine output ----------------------------------------------------------------
+
+    /// The events of one command, in order. `origin` is the `Submit` that caused them
+    /// when it came from this gateway, so replies carry the client's request id.
+    pub fn on_events(
+        &mut self,
+        origin: Option<Origin>,
+        events: &[Event],
+        now_ns: u64,
+        actions: &mut Vec<Action>,
+    ) {
+        self.level_changes.clear();
+        for (position, event) in events.iter().enumerate() {
+            self.route_private(origin, event, now_ns, actions);
+            self.route_admin(origin, event, now_ns, actions);
+            match view::public_view(event) {
+                Some(PublicItem::Level { market, change }) => {
+                    self.level_changes.push((market, position, change));
+                }
+                Some(PublicItem::Trade(trade)) => {
+                    self.frame.clear();
+                    let message = ServerMessage::PublicTrade(trade);
+                    let encoded = self.encoder.encode_server(0, &message, &mut self.frame);
+                    assert!(encoded.is_ok(), "public trade encodes: {encoded:?}");
+                    self.send_market_data(trade.market, now_ns, actions);
+                }
+                None => {}
+            }
+        }
+        self.flush_book_updates(events, now_ns, actions);
+    }
+
+    fn route_private(
+        &mut self,
+        origin: Option<Origin>,
+        event: &Event,
+        now_ns: u64,
+        actions: &mut Vec<Action>,
+    ) {
+        let accounts = view::event_accounts(event);
+        for (i, account) in accounts.iter().enumerate() {
+            let Some(account) = *account else { continue };
+            if i == 1 && accounts[0] == Some(account) {
+                continue;
+            }
+            let mut targets = std::mem::take(&mut self.targets);
+            targets.clear();
+            targets.extend(self.sessions_by_account.get(&account).into_iter().flatten());
+            for &session_id in &targets {
+                let request_id = request_id_for(origin, session_id);
+                for message in view::account_view(event, account, request_id).iter().flatten() {
+                    self.send_sequenced(session_id, message, now_ns, actions);
+                }
+            }
+            self.targets = targets;
+        }
+    }
+
+    fn route_admin(
+        &mut self,
+        origin: Option<Origin>,
+        event: &Event,
+        now_ns: u64,
+        actions: &mut Vec<Action>,
+    ) {
+        if view::admin_view(event, 0).is_none() {
+            return;
+        }
+        let mut targets = std::mem::take(&mut self.targets);
+        targets.clear();
+        targets.extend_from_slice(&self.admin_sessions);
+        for &session_id in &targets {
+            if let Some(message) = view::admin_view(event, request_id_for(origin, session_id)) {
+                self.send_sequenced(session_id, &message, now_ns, actions);
+            }
+        }
+        self.targets = targets;
+    }
+
+    /// One `BookUpdate` per market touched by the command (split at
+    /// `BOOK_CHANGES_PER_UPDATE_MAX`), changes in event order.
+    fn flush_book_updates(&mut self, events: &[Event], now_ns: u64, actions: &mut Vec<Action>) {
+        let Some(first) = events.first() else { return };
+        let (index, time_ns) = (first.index, first.time_ns);
+        // Sorting by (market, position) is stable by construction and allocates nothing.
+        self.level_changes.sort_unstable_by_key(|(market, position, _)| (*market, *position));
+        let mut start = 0;
+        while start < self.level_changes.len() {
+            let market = self.level_changes[start].0;
+            let mut end = start;
+            while end < self.level_changes.len()
+                && self.level_changes[end].0 == market
+                && end - start < BOOK_CHANGES_PER_UPDATE_MAX
+            {
+                end += 1;
+            }
+            self.changes.clear();
+            self.changes.extend(self.level_changes[start..end].iter().map(|(_, _, c)| *c));
+            self.frame.clear();
+            let message =
+                ServerMessage::BookUpdate { market, index, time_ns, changes: &self.changes };
+            let encoded = self.encoder.encode_server(0, &message, &mut self.frame);
+            assert!(encoded.is_ok(), "book update encodes: {encoded:?}");
+            self.send_market_data(market, now_ns, actions);
+            start = end;
+        }
+    }
+
+    // ----- Query answers ----------------------------------------------------------------
+
+    /// Answer to `Query::Balances`: assets with a non-zero total, ascending asset id (cut
+    /// at `BALANCES_PER_REPLY_MAX`).
+    pub fn reply_balances(
+        &mut self,
+        origin: Origin,
+        now_ns: u64,
+        balances: &[(AssetId, Balance)],
+        actions: &mut Vec<Action>,
+    ) {
+        let balances = &balances[..balances.len().min(BALANCES_PER_REPLY_MAX)];
+        let message = ServerMessage::Balances { request_id: origin.request_id, balances };
+        self.send_sequenced(origin.session_id, &message, now_ns, actions);
+    }
+
+    /// Answer to `Query::OpenOrders`, ascending order id; more than
+    /// `OPEN_ORDERS_PER_REPLY_MAX` are cut and flagged.
+    pub fn reply_open_orders(
+        &mut self,
+        origin: Origin,
+        now_ns: u64,
+        orders: &[OpenOrderInfo],
+        actions: &mut Vec<Action>,
+    ) {
+        let truncated = orders.len() > OPEN_ORDERS_PER_REPLY_MAX;
+        let orders = &orders[..orders.len().min(OPEN_ORDERS_PER_REPLY_MAX)];
+        let message =
+            ServerMessage::OpenOrders { request_id: origin.request_id, orders, truncated };
+        self.send_sequenced(origin.session_id, &message, now_ns, actions);
+    }
+
+    /// Answer to `Query::Status`.
+    pub fn reply_status(
+        &mut self,
+        origin: Origin,
+        now_ns: u64,
+        last_index: LogIndex,
+        state_hash: [u8; 32],
+        actions: &mut Vec<Action>,
+    ) {
+        let report = StatusReport {
+            request_id: origin.request_id,
+            last_index,
+            state_hash,
+            uptime_ns: now_ns.saturating_sub(self.started_ns),
+            sessions: self.stats.logged_on as u32,
+        };
+        self.send_sequenced(origin.session_id, &ServerMessage::Status(report), now_ns, actions);
+    }
+
+    /// Answer to `Action::Subscribe`: the book after log index `index`. Updates for
+    /// the market flow to the connection from here on.
+    #[allow(clippy::too_many_arguments)]
+    pub fn reply_book_snapshot(
+        &mut self,
+        conn: ConnId,
+        now_ns: u64,
+        request_id: RequestId,
+        market: MarketId,
+        index: LogIndex,
+        bids: &[DepthLevel],
+        asks: &[DepthLevel],
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(slot) = self.slot(conn) else { return };
+        let Some(c) = self.conns[slot].as_mut() else { return };
+        let Some(entry) = c.subscriptions.iter_mut().find(|(m, _)| *m == market) else {
+            return; // Unsubscribed meanwhile.
+        };
+        entry.1 = Subscription::Live;
+        let bids = &bids[..bids.len().min(BOOK_DEPTH_MAX)];
+        let asks = &asks[..asks.len().min(BOOK_DEPTH_MAX)];
+        self.frame.clear();
+        let message = ServerMessage::BookSnapshot { request_id, market, index, bids, asks };
+        let encoded = self.encoder.encode_server(0, &message, &mut self.frame);
+        assert!(encoded.is_ok(), "book snapshot encodes: {encoded:?}");
+        if c.outbound.pending() + self.frame.len() > self.config.outbound_bytes_max {
+            self.close_slot(slot, now_ns, SessionReason::SlowConsumer, actions);
+            return;
+        }
+        c.outbound.push((&self.frame, &[]));
+        c.last_tx_ns = now_ns;
+    }
+
+    /// Answer to `Action::Subscribe` for a market that does not exist.
+    pub fn reject_subscribe(
+        &mut self,
+        conn: ConnId,
+        now_ns: u64,
+        request_id: RequestId,
+        market: MarketId,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(slot) = self.slot(conn) else { return };
+        let Some(c) = self.conns[slot].as_mut() else { return };
+        c.subscriptions.retain(|(m, _)| *m != market);
+        let ConnState::LoggedOn(logged_on) = c.state else { return };
+        let body_type = wire::Body::Subscribe.0;
+        let report = RejectReport::session(request_id, body_type, SessionReason::UnknownMarket);
+        let message = ServerMessage::Rejected(report);
+        self.send_sequenced(logged_on.session_id, &message, now_ns, actions);
+    }
+
+    // ----- Lookup -----------------------------------------------------------------------
+
+    fn slot(&self, conn: ConnId) -> Option<usize> {
+        let slot = conn.slot();
+        let live = self.conns.get(slot)?.as_ref()?;
+        (live.id.generation() == conn.generation()).then_some(slot)
+    }
+
+    fn conn(&self, conn: ConnId) -> Option<&Connection> {
+        self.conns.get(conn.slot())?.as_ref().filter(|c| c.id == conn)
+    }
+}
+
+fn remove_from_index<K: Ord>(index: &mut BTreeMap<K, Vec<SessionId>>, key: K, id: SessionId) {
+    if let Some(ids) = index.get_mut(&key) {
+        ids.retain(|s| *s != id);
+        if ids.is_empty() {
+            index.remove(&key);
+        }
+    }
+}
+
+fn request_id_for(origin: Option<Origin>, session_id: SessionId) -> RequestId {
+    match origin {
+        Some(o) if o.session_id == session_id => o.request_id,
+        _ => 0,
+    }
+}
+
+/// The wire body type of a request (echoed in rejects).
+pub fn body_type_of(request: &ClientRequest) -> BodyType {
+    use wire::Body;
+    let body = match request {
+        ClientRequest::Logon(_) => Body::Logon,
+        ClientRequest::Logout => Body::Logout,
+        ClientRequest::Heartbeat { .. } => Body::Heartbeat,
+        ClientRequest::NewOrder(_) => Body::NewOrder,
+        ClientRequest::Cancel(_) => Body::Cancel,
+        ClientRequest::Amend { .. } => Body::Amend,
+        ClientRequest::MassCancel { .. } => Body::MassCancel,
+        ClientRequest::BalanceQuery => Body::BalanceQuery,
+        ClientRequest::OpenOrdersQuery { .. } => Body::OpenOrdersQuery,
+        ClientRequest::Subscribe { .. } => Body::Subscribe,
+        ClientRequest::Unsubscribe { .. } => Body::Unsubscribe,
+        ClientRequest::StatusQuery => Body::StatusQuery,
+        ClientRequest::Admin(admin) => return view::refused_type(admin.to_command().kind()),
+    };
+    body.0
+}
+
+/// The action a permitted request turns into. Trading requests always carry the key's
+/// own account: a trader can only ever act for itself, and the engine answers
+/// `UnknownOrder` for another account's order id.
+fn permitted_action(
+    role: Role,
+    origin: Origin,
+    request: &ClientRequest,
+) -> Result<Option<Action>, SessionReason> {
+    let submit = |command| Ok(Some(Action::Submit { origin, command }));
+    let query = |query| Ok(Some(Action::Query { origin, query }));
+    match (role, *request) {
+        (Role::Trader { account }, ClientRequest::NewOrder(order)) => {
+            submit(Command::Place(order.to_place(account)))
+        }
+        (Role::Trader { account }, ClientRequest::Cancel(order)) => {
+            submit(Command::Cancel { account, order })
+        }
+        (Role::Trader { account }, ClientRequest::Amend { order, price, qty }) => {
+            submit(Command::Amend { account, order, price, qty })
+        }
+        (Role::Trader { account }, ClientRequest::MassCancel { market }) => {
+            submit(Command::MassCancel { account, market })
+        }
+        (Role::Trader { account }, ClientRequest::BalanceQuery) => {
+            query(Query::Balances { account })
+        }
+        (Role::Trader { account }, ClientRequest::OpenOrdersQuery { market }) => {
+            query(Query::OpenOrders { account, market })
+        }
+        (Role::Admin, ClientRequest::Admin(admin)) => submit(admin.to_command()),
+        (Role::Admin, ClientRequest::StatusQuery) => query(Query::Status),
+        _ => Err(SessionReason::NotPermitted),
+    }
+}

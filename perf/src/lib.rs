@@ -1,0 +1,44 @@
+//! bourse-perf: the benchmark tools and the machinery they share.
+//!
+//! - [`alloc`]: a counting global allocator (allocations per operation).
+//! - [`driver`]: open-loop (coordinated-omission corrected) and max-throughput drivers
+//!   recording into HDR histograms.
+//! - [`report`]: the percentile table and the `--json` summary record.
+//! - [`hgrm`]: the `.hgrm` percentile-distribution format (writer and reader).
+//! - [`plot`]: SVG percentile plots of one or more named series.
+//! - [`cli`]: the flags every tool shares.
+//! - [`rng`]: the workload generators' seeded random numbers.
+//! - [`sched`]: how much the OS scheduler took the CPU from the bench thread.
+//! - [`harness`]: an engine with its log index and event buffer, for the engine benches.
+//!
+//! The tools live in `src/bin/`; `README.md` says how to run them and what each number
+//! means. Every tool runs on one thread, the thread that calls it.
+
+pub mod alloc;
+pub mod cli;
+pub mod driver;
+pub mod harness;
+pub mod hgrm;
+pub mod plot;
+pub mod report;
+pub mod rng;
+pub mod sched;
+
+use std::path::Path;
+
+/// Creates the directory `path` will be written into, if it has one.
+pub fn create_parent_dir(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir),
+        _ => Ok(()),
+    }
+}
+
+/// A fresh scratch directory for one test.
+#[cfg(test)]
+pub(crate) fn test_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("bourse-perf-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create test dir");
+    dir
+}

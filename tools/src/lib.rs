@@ -1,0 +1,5 @@
+//! Shared pieces of the operator and trader tools: fixed-point formatting and parsing of
+//! amounts (no floats anywhere), and the demo exchange's setup.
+
+pub mod demo;
+pub mod fixed;
