@@ -12,6 +12,7 @@
 
 pub mod balance_log;
 pub mod command;
+pub mod decimal;
 pub mod event;
 mod exchange;
 mod invariants;

@@ -37,7 +37,7 @@ pub const FRAME_BYTES_MAX_CEILING: usize = 16 * 1024 * 1024;
 pub const FRAME_BYTES_MIN: usize = FRAME_HEADER_BYTES + 4 + 4;
 
 /// Deepest table nesting the verifier accepts. The deepest message is
-/// Message -> OpenOrders -> [OpenOrder], three levels; 8 leaves room for additions.
+/// `Message -> OpenOrders -> [OpenOrder]`, three levels; 8 leaves room for additions.
 pub const VERIFY_DEPTH_MAX: usize = 8;
 
 /// Why the byte stream cannot be framed. The stream is unusable afterwards: the decoder

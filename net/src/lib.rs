@@ -16,17 +16,24 @@
 //! - [`ratelimit`]: token bucket with time passed in.
 //! - [`journal`]: bounded per-session journal of sequenced messages for resume.
 //! - [`session`]: the per-net-core state machine of all connections and sessions.
+//! - [`shard`]: the shard core: sequencer, command-log seam, engine loop.
+//! - [`server`]: the `bourse` daemon: pinned net core (monoio, io_uring) + shard core.
+//! - [`config`]: the daemon's TOML configuration (defaults: the demo exchange).
 //!
 //! See net/README.md for the protocol rules (sessions, resume, limits, errors).
 
 pub mod auth;
+pub mod client;
 pub mod codec;
+pub mod config;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod journal;
 pub mod protocol;
 pub mod ratelimit;
+pub mod server;
 pub mod session;
+pub mod shard;
 pub mod view;
 pub mod wire;

@@ -59,6 +59,9 @@ use crate::ratelimit::{RateLimit, TokenBucket, RATE_MAX};
 use crate::view::{self, PublicItem};
 use crate::wire::{self, PROTOCOL_VERSION};
 
+/// Smallest configurable client frame limit: room for a logon and every other request.
+pub const FRAME_BYTES_MAX_FLOOR: usize = 256;
+
 /// Bytes an outbound buffer may hold beyond `outbound_bytes_max` for the few control
 /// messages that must get through even to a slow reader (logon ack, logout).
 pub const CONTROL_RESERVE_BYTES: usize = 1024;
@@ -127,12 +130,15 @@ pub enum ConfigError {
 impl GatewayConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let largest_frame = frame::FRAME_HEADER_BYTES + frame::SERVER_FRAME_BYTES_MAX;
-        let checks: [(bool, &'static str); 11] = [
+        // LogonAck reports the timers in milliseconds as u32.
+        let ms_max = u32::MAX as u64 * 1_000_000;
+        let checks: [(bool, &'static str); 12] = [
             (
-                self.frame_bytes_max >= frame::FRAME_BYTES_MIN
+                self.frame_bytes_max >= FRAME_BYTES_MAX_FLOOR
                     && self.frame_bytes_max <= frame::FRAME_BYTES_MAX_CEILING,
-                "frame_bytes_max out of range",
+                "frame_bytes_max must be in 256..=16 MiB",
             ),
+            (self.idle_timeout_ns <= ms_max, "idle_timeout_ns too large"),
             (self.heartbeat_interval_ns > 0, "heartbeat_interval_ns must be positive"),
             (
                 self.idle_timeout_ns > self.heartbeat_interval_ns,
@@ -308,6 +314,16 @@ struct Connection {
     last_rx_ns: u64,
     last_tx_ns: u64,
     subscriptions: Vec<(MarketId, Subscription)>,
+    /// Listed in `Gateway::dirty` since its outbound buffer last received bytes.
+    dirty: bool,
+}
+
+/// Records that `c` has new outbound bytes, once per `take_dirty`.
+fn mark_dirty(c: &mut Connection, dirty: &mut Vec<ConnId>) {
+    if !c.dirty {
+        c.dirty = true;
+        dirty.push(c.id);
+    }
 }
 
 /// A resumable stream of sequenced messages for one API key.
@@ -361,6 +377,8 @@ pub struct Gateway {
     level_changes: Vec<(MarketId, usize, LevelChange)>,
     /// Scratch: one market's changes for a book update.
     changes: Vec<LevelChange>,
+    /// Connections whose outbound buffer received bytes since the last `take_dirty`.
+    dirty: Vec<ConnId>,
     stats: GatewayStats,
 }
 
@@ -387,6 +405,7 @@ impl Gateway {
             targets: Vec::new(),
             level_changes: Vec::new(),
             changes: Vec::new(),
+            dirty: Vec::new(),
             stats: GatewayStats::default(),
         })
     }
@@ -434,6 +453,7 @@ impl Gateway {
             last_rx_ns: now_ns,
             last_tx_ns: now_ns,
             subscriptions: Vec::with_capacity(self.config.subscriptions_max),
+            dirty: false,
         });
         self.stats.connections += 1;
         let challenge = ServerMessage::LogonChallenge { nonce, protocol_version: PROTOCOL_VERSION };
@@ -470,6 +490,20 @@ impl Gateway {
         match self.conn(conn)?.state {
             ConnState::LoggedOn(l) => Some(l.session_id),
             _ => None,
+        }
+    }
+
+    /// Moves the connections whose outbound buffers received bytes since the last call
+    /// into `out` (each once; a connection may have closed meanwhile), so the server
+    /// wakes exactly those writers.
+    pub fn take_dirty(&mut self, out: &mut Vec<ConnId>) {
+        for conn in self.dirty.drain(..) {
+            if let Some(c) = self.conns.get_mut(conn.slot()).and_then(Option::as_mut) {
+                if c.id == conn {
+                    c.dirty = false;
+                }
+            }
+            out.push(conn);
         }
     }
 
@@ -558,8 +592,8 @@ impl Gateway {
                 // Not our protocol: nothing after this frame can be trusted.
                 self.close_slot(slot, now_ns, SessionReason::Malformed, actions);
             }
-            (ConnState::AwaitingLogon { nonce, .. }, Ok((request_id, ClientRequest::Logon(l)))) => {
-                let _ = request_id; // A logon's reply is the LogonAck or LogonReject.
+            // A logon is answered by LogonAck or LogonReject, which carry no request id.
+            (ConnState::AwaitingLogon { nonce, .. }, Ok((_, ClientRequest::Logon(l)))) => {
                 self.on_logon(slot, now_ns, nonce, &l, actions);
             }
             (ConnState::AwaitingLogon { .. }, Err(DecodeError::InvalidField { body_type, .. }))
@@ -968,6 +1002,7 @@ impl Gateway {
         if c.outbound.pending() + self.control_frame.len() <= limit {
             c.outbound.push((&self.control_frame, &[]));
             c.last_tx_ns = now_ns;
+            mark_dirty(c, &mut self.dirty);
         }
     }
 
@@ -1015,6 +1050,7 @@ impl Gateway {
             }
             c.outbound.push(parts);
             logged_on.deliver_seq += 1;
+            mark_dirty(c, &mut self.dirty);
         }
         c.state = ConnState::LoggedOn(logged_on);
     }
@@ -1034,6 +1070,7 @@ impl Gateway {
             }
             c.outbound.push((&self.frame, &[]));
             c.last_tx_ns = now_ns;
+            mark_dirty(c, &mut self.dirty);
         }
     }
 
@@ -1294,6 +1331,7 @@ impl Gateway {
         }
         c.outbound.push((&self.frame, &[]));
         c.last_tx_ns = now_ns;
+        mark_dirty(c, &mut self.dirty);
     }
 
     /// Answer to `Action::Subscribe` for a market that does not exist.

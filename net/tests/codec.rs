@@ -570,7 +570,7 @@ fn largest_bounded_replies_fit_the_frame_limit() {
 }
 
 #[test]
-fn largest_client_request_fits_the_client_limit() {
+fn largest_client_requests_fit_the_smallest_frame_limit() {
     let spec = MarketSpec {
         market: u32::MAX,
         symbol: Symbol::new("ABCDEFGHIJKLMNOP").unwrap(),
@@ -582,16 +582,43 @@ fn largest_client_request_fits_the_client_limit() {
         maker_fee_bps: u32::MAX,
         taker_fee_bps: u32::MAX,
     };
-    let mut bytes = Vec::new();
-    let len = Encoder::for_client()
-        .encode_client(
-            u64::MAX,
-            &ClientRequest::Admin(AdminRequest::CreateMarket(spec)),
-            &mut bytes,
-        )
-        .unwrap();
-    // Far below the limit: room to grow the schema.
-    assert!(len < frame::FRAME_BYTES_MAX / 8, "{len}");
+    let logon = Logon {
+        protocol_version: u16::MAX,
+        key_id: u64::MAX,
+        signature: [0xff; 32],
+        session_id: u64::MAX,
+        resume_from_seq: u64::MAX,
+        cancel_on_disconnect: true,
+    };
+    let order = NewOrder {
+        market: u32::MAX,
+        client_order_id: u64::MAX,
+        side: Side::Sell,
+        order_type: OrderType::Market,
+        tif: TimeInForce::Fok,
+        post_only: true,
+        price: u64::MAX,
+        qty: u64::MAX,
+        quote_budget: u64::MAX,
+        stp: StpMode::Decrement,
+    };
+    let requests = [
+        ClientRequest::Admin(AdminRequest::CreateMarket(spec)),
+        ClientRequest::Logon(logon),
+        ClientRequest::NewOrder(order),
+        ClientRequest::Admin(AdminRequest::Transfer {
+            tx: u64::MAX,
+            from: u64::MAX,
+            to: u64::MAX,
+            asset: u32::MAX,
+            amount: u64::MAX,
+        }),
+    ];
+    for request in &requests {
+        let mut bytes = Vec::new();
+        let len = Encoder::for_client().encode_client(u64::MAX, request, &mut bytes).unwrap();
+        assert!(len - 4 <= bourse_net::session::FRAME_BYTES_MAX_FLOOR, "{len} {request:?}");
+    }
 }
 
 #[test]

@@ -2,4 +2,5 @@
 //! amounts (no floats anywhere), and the demo exchange's setup.
 
 pub mod demo;
-pub mod fixed;
+
+pub use bourse_engine::decimal as fixed;

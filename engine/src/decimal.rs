@@ -1,4 +1,5 @@
-//! Decimal text <-> integer minor units, exactly (no floating point).
+//! Decimal text <-> integer minor units, exactly (no floating point). For people and
+//! config files only; the engine itself never parses text.
 
 /// Formats `value` minor units with `scale` decimal places: `format(150_000_000, 8)` is
 /// `"1.50000000"`.

@@ -1,0 +1,631 @@
+//! The `bourse` daemon: one net core and one shard core, each pinned to its CPU.
+//!
+//! ```text
+//!  clients ──TCP──> net core (monoio, io_uring)            shard core (own thread)
+//!                   accept, read, Gateway::on_bytes         Sequencer: index + time
+//!                   Submit/Query ──> request ring ───────>  CommandLog (commit)
+//!                                                           Exchange::apply
+//!                   Gateway::on_events <── output ring <──  events + Applied marker
+//!                   write outbound to sockets
+//! ```
+//!
+//! The net core is a single-threaded monoio runtime on the io_uring driver: every
+//! connection has a reader task and a writer task, a response task drains the output
+//! ring, and a tick task drives timers and shutdown. All of them share one `NetCore`
+//! (`Rc`, `RefCell`: one thread). The shard core is a plain thread that never does I/O
+//! (`shard.rs`). The two rings are bounded lock-free SPSC queues (`rtrb`); each side
+//! rings the other's bell only when the other may be asleep, so a busy system pays no
+//! syscall per message.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bourse_engine::{Event, Exchange};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
+use monoio::net::{TcpListener, TcpStream};
+
+use crate::auth::KeyStore;
+use crate::config::Config;
+use crate::protocol::{OpenOrderInfo, SessionReason, OPEN_ORDERS_PER_REPLY_MAX};
+use crate::session::{Action, ConnId, Gateway, Origin, Query as GatewayQuery};
+use crate::shard::{
+    Bells, CommandLog, MemoryLog, Output, Query, Reply, Request, Shard, ShardOptions, SystemClock,
+};
+
+/// Bytes one socket read takes at most.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Bytes one socket write sends at most.
+const WRITE_BUFFER_BYTES: usize = 256 * 1024;
+/// Requests the net core may hold back while the request ring is full; readers stop
+/// reading above it (TCP back-pressure to the clients).
+const BACKLOG_REQUESTS_MAX: usize = 16 * 1024;
+/// Outputs handled between two rounds of waking writers.
+const OUTPUT_BATCH_MAX: usize = 4096;
+/// How often timers (heartbeats, idle timeouts, session expiry) run.
+const TICK: Duration = Duration::from_millis(50);
+/// How long shutdown waits for connections to flush before closing them hard.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+
+/// Nanoseconds since the Unix epoch (session timers and heartbeats).
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A one-waiter notification for tasks of the net core's thread.
+#[derive(Default)]
+struct LocalNotify {
+    notified: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl LocalNotify {
+    fn notify(&self) {
+        self.notified.set(true);
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    async fn wait(&self) {
+        poll_fn(|cx| {
+            if self.notified.replace(false) {
+                Poll::Ready(())
+            } else {
+                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// The socket side of one connection, as the net core's tasks see it.
+struct ConnIo {
+    fd: RawFd,
+    /// Wakes the writer: new outbound bytes, or a close.
+    writer: LocalNotify,
+    /// The gateway asked to close: flush, then shut the socket.
+    closing: Cell<bool>,
+}
+
+/// What the server reports when it stops.
+#[derive(Debug)]
+pub struct ServerReport {
+    pub engine: Exchange,
+    pub connections_served: u64,
+}
+
+/// Everything the net core's tasks share. Lives on the net core's thread only.
+struct NetCore {
+    gateway: RefCell<Gateway>,
+    conns: RefCell<HashMap<ConnId, Rc<ConnIo>>>,
+    requests: RefCell<rtrb::Producer<Request>>,
+    /// Requests waiting for room in the ring, in order.
+    backlog: RefCell<VecDeque<Request>>,
+    backlog_drained: LocalNotify,
+    outputs: RefCell<rtrb::Consumer<Output>>,
+    bells: Arc<Bells>,
+    /// Scratch buffers reused by every call into the gateway.
+    actions: RefCell<Vec<Action>>,
+    dirty: RefCell<Vec<ConnId>>,
+    stopping: Cell<bool>,
+    stop: LocalNotify,
+    connections_served: Cell<u64>,
+}
+
+impl NetCore {
+    /// Carries out the gateway's actions (which may produce more) and wakes every
+    /// writer with new bytes. Called after every gateway call.
+    fn settle(&self) {
+        let mut rang = false;
+        loop {
+            let mut actions = std::mem::take(&mut *self.actions.borrow_mut());
+            if actions.is_empty() {
+                *self.actions.borrow_mut() = actions;
+                break;
+            }
+            for action in actions.drain(..) {
+                rang |= self.act(action);
+            }
+            let mut slot = self.actions.borrow_mut();
+            actions.append(&mut slot);
+            *slot = actions;
+        }
+        if rang {
+            self.bells.ring_shard();
+        }
+        let mut dirty = self.dirty.borrow_mut();
+        self.gateway.borrow_mut().take_dirty(&mut dirty);
+        let conns = self.conns.borrow();
+        for conn in dirty.drain(..) {
+            if let Some(io) = conns.get(&conn) {
+                io.writer.notify();
+            }
+        }
+    }
+
+    /// One action; true if it queued a request for the shard.
+    fn act(&self, action: Action) -> bool {
+        match action {
+            Action::Submit { origin, command } => {
+                self.submit(Request::Command { origin: Some(origin), command })
+            }
+            Action::Query { origin, query } => {
+                let query = match query {
+                    GatewayQuery::Balances { account } => Query::Balances { account },
+                    GatewayQuery::OpenOrders { account, market } => Query::OpenOrders {
+                        account,
+                        market,
+                        orders_max: OPEN_ORDERS_PER_REPLY_MAX + 1,
+                    },
+                    GatewayQuery::Status => Query::Status,
+                };
+                self.submit(Request::Query { origin: Some(origin), query })
+            }
+            Action::Subscribe { conn, request_id, market, depth } => {
+                let origin = Origin { conn, session_id: 0, request_id };
+                let query = Query::Depth { market, levels_max: depth };
+                self.submit(Request::Query { origin: Some(origin), query })
+            }
+            Action::Close { conn, .. } => {
+                if let Some(io) = self.conns.borrow().get(&conn) {
+                    io.closing.set(true);
+                    io.writer.notify();
+                }
+                false
+            }
+        }
+    }
+
+    /// Queues a request for the shard, in order: behind the backlog if there is one.
+    fn submit(&self, request: Request) -> bool {
+        let mut backlog = self.backlog.borrow_mut();
+        if backlog.is_empty() {
+            match self.requests.borrow_mut().push(request) {
+                Ok(()) => return true,
+                Err(rtrb::PushError::Full(request)) => backlog.push_back(request),
+            }
+        } else {
+            backlog.push_back(request);
+        }
+        false
+    }
+
+    /// Moves backlogged requests into the ring as room appears.
+    fn flush_backlog(&self) {
+        let mut backlog = self.backlog.borrow_mut();
+        if backlog.is_empty() {
+            return;
+        }
+        let mut requests = self.requests.borrow_mut();
+        let mut moved = false;
+        while let Some(request) = backlog.pop_front() {
+            if let Err(rtrb::PushError::Full(request)) = requests.push(request) {
+                backlog.push_front(request);
+                break;
+            }
+            moved = true;
+        }
+        if moved {
+            self.bells.ring_shard();
+        }
+        if backlog.len() < BACKLOG_REQUESTS_MAX / 2 {
+            self.backlog_drained.notify();
+        }
+    }
+
+    fn backlogged(&self) -> bool {
+        self.backlog.borrow().len() >= BACKLOG_REQUESTS_MAX
+    }
+
+    /// Handles what the shard produced; true if there was anything.
+    fn drain_outputs(&self, events: &mut Vec<Event>) -> bool {
+        let mut handled = 0;
+        let now = now_ns();
+        loop {
+            let output = self.outputs.borrow_mut().pop();
+            let Ok(output) = output else { break };
+            handled += 1;
+            let mut actions = self.actions.borrow_mut();
+            let mut gateway = self.gateway.borrow_mut();
+            match output {
+                Output::Event(event) => events.push(event),
+                Output::Applied { origin, .. } => {
+                    gateway.on_events(origin, events, now, &mut actions);
+                    events.clear();
+                }
+                Output::Reply { origin, index, reply } => {
+                    reply_to_gateway(&mut gateway, origin, index, reply, now, &mut actions)
+                }
+            }
+            drop((actions, gateway));
+            if handled % OUTPUT_BATCH_MAX == 0 {
+                self.settle();
+            }
+        }
+        if handled > 0 {
+            self.settle();
+            self.flush_backlog();
+        }
+        handled > 0
+    }
+}
+
+fn reply_to_gateway(
+    gateway: &mut Gateway,
+    origin: crate::shard::Origin,
+    index: u64,
+    reply: Reply,
+    now: u64,
+    actions: &mut Vec<Action>,
+) {
+    let Some(origin) = origin else { return };
+    match reply {
+        Reply::Balances(balances) => gateway.reply_balances(origin, now, &balances, actions),
+        Reply::OpenOrders { orders, .. } => {
+            let orders: Vec<OpenOrderInfo> = orders.iter().map(OpenOrderInfo::from).collect();
+            gateway.reply_open_orders(origin, now, &orders, actions)
+        }
+        Reply::Depth { market, depth: Some(depth) } => gateway.reply_book_snapshot(
+            origin.conn,
+            now,
+            origin.request_id,
+            market,
+            index,
+            &depth.bids,
+            &depth.asks,
+            actions,
+        ),
+        Reply::Depth { market, depth: None } => {
+            gateway.reject_subscribe(origin.conn, now, origin.request_id, market, actions)
+        }
+        Reply::Status { last_index, state_hash } => {
+            gateway.reply_status(origin, now, last_index, state_hash, actions)
+        }
+        Reply::Reference { .. } => {}
+    }
+}
+
+/// Errors that stop the server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("io_uring runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("{0}")]
+    Config(String),
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+/// Pins the current thread to `cpu` if asked and possible; says what it did.
+pub fn pin_current(what: &str, cpu: usize, pin: bool) {
+    if !pin {
+        return;
+    }
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    match cores.iter().find(|c| c.id == cpu) {
+        Some(core) if core_affinity::set_for_current(*core) => {
+            eprintln!("bourse: {what} pinned to cpu {cpu}");
+        }
+        _ => eprintln!("bourse: {what}: cpu {cpu} is not available here; not pinned"),
+    }
+}
+
+/// The pieces `run_with` needs beyond the config: an engine (fresh or recovered) and the
+/// command log the shard core appends to.
+pub struct Start<L> {
+    pub engine: Exchange,
+    pub last_time_ns: u64,
+    pub log: L,
+    /// Commands to run before anything else (the config's bootstrap on a fresh exchange).
+    pub bootstrap: Vec<bourse_engine::Command>,
+}
+
+/// Runs a memory-only server until `stop` is set.
+pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<ServerReport, ServerError> {
+    let engine = Exchange::new(config.engine).map_err(|e| ServerError::Config(e.to_string()))?;
+    let start = Start {
+        engine,
+        last_time_ns: 0,
+        log: MemoryLog::default(),
+        bootstrap: config.bootstrap.clone(),
+    };
+    run_with(config, start, stop, |_| {})
+}
+
+/// Runs the server with a given engine and command log until `stop` is set; `ready` is
+/// called with the bound address once the listener is up.
+pub fn run_with<L: CommandLog + Send + 'static>(
+    config: &Config,
+    start: Start<L>,
+    stop: Arc<AtomicBool>,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<ServerReport, ServerError> {
+    let keys = KeyStore::new(config.keys.iter().cloned())
+        .map_err(|e| ServerError::Config(format!("keys: {e}")))?;
+    // Session ids from before a restart must never match a new session.
+    let gateway_config =
+        crate::session::GatewayConfig { first_session_id: now_ns() / 1000, ..config.gateway };
+    let gateway = Gateway::new(gateway_config, keys, now_ns())
+        .map_err(|e| ServerError::Config(format!("gateway: {e}")))?;
+    let listener = TcpListener::bind(config.server.listen)
+        .map_err(|source| ServerError::Listen { addr: config.server.listen, source })?;
+    let local = listener.local_addr().map_err(ServerError::Runtime)?;
+
+    let (mut requests_tx, requests_rx) =
+        rtrb::RingBuffer::<Request>::new(config.server.ring_entries);
+    let (outputs_tx, outputs_rx) = rtrb::RingBuffer::<Output>::new(config.server.ring_entries);
+    let bells = Arc::new(Bells::default());
+    for command in start.bootstrap {
+        // The ring is empty and sized for thousands; a bootstrap larger than it is a
+        // config error worth stopping for.
+        requests_tx
+            .push(Request::Command { origin: None, command })
+            .map_err(|_| ServerError::Config("bootstrap larger than server.ring_entries".into()))?;
+    }
+    let options = ShardOptions {
+        idle_spin: Duration::from_micros(config.server.shard_idle_spin_us),
+        ..ShardOptions::default()
+    };
+    let shard = Shard::new(start.engine, start.log, SystemClock, start.last_time_ns, options);
+    let shard_bells = bells.clone();
+    let (shard_core, pin) = (config.server.shard_core, config.server.pin);
+    let shard_thread = std::thread::Builder::new()
+        .name("bourse-shard".into())
+        .spawn(move || {
+            pin_current("shard core", shard_core, pin);
+            shard.run(requests_rx, outputs_tx, shard_bells)
+        })
+        .map_err(ServerError::Runtime)?;
+
+    pin_current("net core", config.server.net_core, config.server.pin);
+    let mut runtime = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .with_entries(1024)
+        .enable_timer()
+        .build()
+        .map_err(ServerError::Runtime)?;
+    let core = Rc::new(NetCore {
+        gateway: RefCell::new(gateway),
+        conns: RefCell::new(HashMap::new()),
+        requests: RefCell::new(requests_tx),
+        backlog: RefCell::new(VecDeque::new()),
+        backlog_drained: LocalNotify::default(),
+        outputs: RefCell::new(outputs_rx),
+        bells: bells.clone(),
+        actions: RefCell::new(Vec::new()),
+        dirty: RefCell::new(Vec::new()),
+        stopping: Cell::new(false),
+        stop: LocalNotify::default(),
+        connections_served: Cell::new(0),
+    });
+    bells.ring_shard();
+    ready(local);
+    eprintln!("bourse: listening on {local}");
+    runtime.block_on(net_main(core.clone(), listener, stop));
+    // Everything before the shutdown request is applied; then the shard hands the
+    // engine back.
+    let mut shutdown = Request::Shutdown;
+    loop {
+        match core.requests.borrow_mut().push(shutdown) {
+            Ok(()) => break,
+            Err(rtrb::PushError::Full(back)) => {
+                shutdown = back;
+                std::thread::yield_now();
+            }
+        }
+        // Keep draining so the shard is never stuck on a full output ring.
+        while core.outputs.borrow_mut().pop().is_ok() {}
+    }
+    bells.ring_shard();
+    let consumer_keepalive = core.clone();
+    let engine = loop {
+        if shard_thread.is_finished() {
+            break shard_thread.join().expect("the shard core does not panic");
+        }
+        while consumer_keepalive.outputs.borrow_mut().pop().is_ok() {}
+        bells.ring_shard();
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    Ok(ServerReport { engine, connections_served: core.connections_served.get() })
+}
+
+async fn net_main(core: Rc<NetCore>, listener: TcpListener, stop: Arc<AtomicBool>) {
+    monoio::spawn(response_task(core.clone()));
+    monoio::spawn(tick_task(core.clone(), stop));
+    loop {
+        monoio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => accept(&core, stream),
+                Err(e) => {
+                    eprintln!("bourse: accept failed: {e}");
+                    monoio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = core.stop.wait() => break,
+        }
+    }
+    drop(listener);
+    // Close every connection with a Logout(Shutdown), let the writers flush, then go.
+    let now = now_ns();
+    let conns: Vec<ConnId> = core.conns.borrow().keys().copied().collect();
+    for conn in conns {
+        core.gateway.borrow_mut().close(
+            conn,
+            now,
+            SessionReason::Shutdown,
+            &mut core.actions.borrow_mut(),
+        );
+    }
+    core.settle();
+    let deadline = Instant::now() + SHUTDOWN_FLUSH;
+    while !core.conns.borrow().is_empty() && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for io in core.conns.borrow().values() {
+        let _ = nix::sys::socket::shutdown(io.fd, nix::sys::socket::Shutdown::Both);
+    }
+}
+
+fn accept(core: &Rc<NetCore>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut nonce = [0u8; crate::auth::NONCE_BYTES];
+    if getrandom::fill(&mut nonce).is_err() {
+        eprintln!("bourse: no randomness for a logon challenge; connection refused");
+        return;
+    }
+    let connected = core.gateway.borrow_mut().on_connect(now_ns(), nonce);
+    let Ok(conn) = connected else {
+        // Over connections_max: the socket is dropped (closed) at once.
+        return;
+    };
+    core.connections_served.set(core.connections_served.get() + 1);
+    let io = Rc::new(ConnIo {
+        fd: stream.as_raw_fd(),
+        writer: LocalNotify::default(),
+        closing: Cell::new(false),
+    });
+    core.conns.borrow_mut().insert(conn, io.clone());
+    let (reader, writer) = stream.into_split();
+    monoio::spawn(write_loop(core.clone(), conn, io.clone(), writer));
+    monoio::spawn(read_loop(core.clone(), conn, io, reader));
+    core.settle();
+}
+
+async fn read_loop(
+    core: Rc<NetCore>,
+    conn: ConnId,
+    io: Rc<ConnIo>,
+    mut reader: monoio::net::tcp::TcpOwnedReadHalf,
+) {
+    let mut buf = Vec::with_capacity(READ_BUFFER_BYTES);
+    loop {
+        while core.backlogged() {
+            core.backlog_drained.wait().await;
+        }
+        let (result, returned) = reader.read(buf).await;
+        buf = returned;
+        let n = match result {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        {
+            let mut actions = core.actions.borrow_mut();
+            core.gateway.borrow_mut().on_bytes(conn, now_ns(), &buf[..n], &mut actions);
+        }
+        buf.clear();
+        core.settle();
+        if io.closing.get() {
+            // The writer flushes and shuts the socket; the read then returns 0.
+            continue;
+        }
+    }
+    io.closing.set(true);
+    io.writer.notify();
+    {
+        let mut actions = core.actions.borrow_mut();
+        core.gateway.borrow_mut().on_disconnected(conn, now_ns(), &mut actions);
+    }
+    core.conns.borrow_mut().remove(&conn);
+    core.settle();
+}
+
+async fn write_loop(
+    core: Rc<NetCore>,
+    conn: ConnId,
+    io: Rc<ConnIo>,
+    mut writer: monoio::net::tcp::TcpOwnedWriteHalf,
+) {
+    let mut buf = Vec::with_capacity(WRITE_BUFFER_BYTES);
+    loop {
+        {
+            let gateway = core.gateway.borrow();
+            let pending = gateway.outbound(conn);
+            let take = pending.len().min(WRITE_BUFFER_BYTES);
+            buf.extend_from_slice(&pending[..take]);
+        }
+        if buf.is_empty() {
+            if io.closing.get() {
+                break;
+            }
+            io.writer.wait().await;
+            continue;
+        }
+        let n = buf.len();
+        let (result, returned) = writer.write_all(buf).await;
+        buf = returned;
+        buf.clear();
+        if result.is_err() {
+            break;
+        }
+        {
+            let mut actions = core.actions.borrow_mut();
+            core.gateway.borrow_mut().consume_outbound(conn, n, now_ns(), &mut actions);
+        }
+        core.settle();
+    }
+    // Flushed (or the peer is gone): shut both directions so the reader ends too.
+    let _ = nix::sys::socket::shutdown(io.fd, nix::sys::socket::Shutdown::Both);
+}
+
+async fn response_task(core: Rc<NetCore>) {
+    let mut events = Vec::with_capacity(4096);
+    loop {
+        if core.drain_outputs(&mut events) {
+            // Let the connection tasks run between batches.
+            yield_now().await;
+            continue;
+        }
+        // Nothing to do: register with the shard's bell, look once more, then sleep.
+        poll_fn(|cx| {
+            core.bells.register_net(cx.waker());
+            if core.outputs.borrow().is_empty() && core.backlog.borrow().is_empty() {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await;
+    }
+}
+
+/// Lets the runtime's other tasks run once before this one continues.
+async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+async fn tick_task(core: Rc<NetCore>, stop: Arc<AtomicBool>) {
+    loop {
+        monoio::time::sleep(TICK).await;
+        {
+            let mut actions = core.actions.borrow_mut();
+            core.gateway.borrow_mut().on_tick(now_ns(), &mut actions);
+        }
+        core.settle();
+        core.flush_backlog();
+        if stop.load(Ordering::Relaxed) && !core.stopping.get() {
+            core.stopping.set(true);
+            core.stop.notify();
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! The shard core: sequencer, command log seam and engine, on one pinned thread.
+//!
+//! Requests arrive from the net core over a bounded SPSC ring; the sequencer stamps each
+//! command with the next log index and the time, hands it to the command log, and the
+//! engine applies it once the log says it is committed. The engine's events go back to
+//! the net core over a second bounded SPSC ring, followed by an `Applied` marker naming
+//! the command's origin. Queries ride the same FIFO, so a query sees every command sent
+//! before it on the same connection. This thread never does I/O and never blocks on it:
+//! when idle it spins for a while, then parks until the net core rings its bell.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use atomic_waker::AtomicWaker;
+use bourse_engine::{
+    AccountId, AssetView, Balance, Command, CommandKind, Depth, Event, Exchange, LogIndex,
+    MarketId, MarketView, OrderView,
+};
+
+/// Where a request came from: the gateway's origin, or `None` for commands the server
+/// issues itself (bootstrap from the config).
+pub type Origin = Option<crate::session::Origin>;
+
+/// Read-only questions answered from the applied state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Query {
+    Balances {
+        account: AccountId,
+    },
+    OpenOrders {
+        account: AccountId,
+        market: Option<MarketId>,
+        orders_max: usize,
+    },
+    /// A market-data subscription's book snapshot (for `conn`, whose request id it was).
+    Depth {
+        market: MarketId,
+        levels_max: usize,
+    },
+    Status,
+    Reference,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Balances(Vec<(bourse_engine::AssetId, Balance)>),
+    OpenOrders { orders: Vec<OrderView>, truncated: bool },
+    Depth { market: MarketId, depth: Option<Depth> },
+    Status { last_index: LogIndex, state_hash: [u8; 32] },
+    Reference { assets: Vec<AssetView>, markets: Vec<MarketView> },
+}
+
+/// Net core -> shard core.
+#[derive(Clone, Debug)]
+pub enum Request {
+    Command {
+        origin: Origin,
+        command: Command,
+    },
+    Query {
+        origin: Origin,
+        query: Query,
+    },
+    /// Finish everything queued, then return the engine.
+    Shutdown,
+}
+
+/// Shard core -> net core.
+#[derive(Clone, Debug)]
+pub enum Output {
+    Event(Event),
+    /// Ends the events of the command at `index`.
+    Applied {
+        index: LogIndex,
+        time_ns: u64,
+        origin: Origin,
+        kind: CommandKind,
+    },
+    /// Answers a query; `index` is the last applied index it reflects.
+    Reply {
+        origin: Origin,
+        index: LogIndex,
+        reply: Reply,
+    },
+}
+
+/// A command the sequencer has stamped.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry<'a> {
+    pub index: LogIndex,
+    pub time_ns: u64,
+    pub origin: Origin,
+    pub command: &'a Command,
+}
+
+/// The seam between "sequenced" and "applied": a command log. The in-memory log commits
+/// at once; the durable log and Raft commit later and say so through `committed_index`.
+/// `append` must not block on I/O.
+pub trait CommandLog {
+    fn append(&mut self, entry: &Entry<'_>);
+    fn committed_index(&self) -> LogIndex;
+}
+
+/// A log that keeps nothing: every sequenced command is committed at once.
+#[derive(Debug, Default)]
+pub struct MemoryLog {
+    last: LogIndex,
+}
+
+impl CommandLog for MemoryLog {
+    fn append(&mut self, entry: &Entry<'_>) {
+        assert_eq!(entry.index, self.last + 1, "log indices are contiguous");
+        self.last = entry.index;
+    }
+
+    fn committed_index(&self) -> LogIndex {
+        self.last
+    }
+}
+
+/// Wakes a parked thread or task on the other side of a ring. `ring` is cheap when the
+/// other side is busy: one atomic load.
+#[derive(Default)]
+pub struct Bells {
+    /// Net core -> shard core: the shard parks its thread.
+    shard_sleeping: AtomicBool,
+    shard_thread: OnceLock<Thread>,
+    /// Shard core -> net core: the net core's response task registers its waker.
+    net_waker: AtomicWaker,
+    /// Counters for metrics.
+    pub shard_wakeups: AtomicU64,
+}
+
+impl std::fmt::Debug for Bells {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bells").finish_non_exhaustive()
+    }
+}
+
+impl Bells {
+    /// Called by the net core after pushing requests.
+    pub fn ring_shard(&self) {
+        if self.shard_sleeping.load(Ordering::SeqCst) {
+            if let Some(thread) = self.shard_thread.get() {
+                thread.unpark();
+            }
+        }
+    }
+
+    /// Called by the shard core after pushing outputs.
+    pub fn ring_net(&self) {
+        self.net_waker.wake();
+    }
+
+    /// The net core's response task registers here before it sleeps.
+    pub fn register_net(&self, waker: &std::task::Waker) {
+        self.net_waker.register(waker);
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct ShardOptions {
+    /// Requests taken per loop turn before applying and answering.
+    pub batch_max: usize,
+    /// How long the shard spins without work before it parks.
+    pub idle_spin: Duration,
+    /// Longest park (a safety net against a lost wakeup).
+    pub park_max: Duration,
+}
+
+impl Default for ShardOptions {
+    fn default() -> Self {
+        ShardOptions {
+            batch_max: 256,
+            idle_spin: Duration::from_micros(50),
+            park_max: Duration::from_millis(1),
+        }
+    }
+}
+
+/// A time source for the sequencer: nanoseconds since the Unix epoch.
+pub trait Clock {
+    fn now_ns(&mut self) -> u64;
+}
+
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ns(&mut self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    }
+}
+
+/// Assigns log indices and times. Times never go backwards, even if the wall clock does.
+#[derive(Debug)]
+pub struct Sequencer<C> {
+    clock: C,
+    next_index: LogIndex,
+    last_time_ns: u64,
+}
+
+impl<C: Clock> Sequencer<C> {
+    pub fn new(clock: C, last_index: LogIndex, last_time_ns: u64) -> Self {
+        Sequencer { clock, next_index: last_index + 1, last_time_ns }
+    }
+
+    pub fn stamp(&mut self) -> (LogIndex, u64) {
+        let index = self.next_index;
+        self.next_index += 1;
+        self.last_time_ns = self.last_time_ns.max(self.clock.now_ns());
+        (index, self.last_time_ns)
+    }
+}
+
+enum Pending {
+    Command { index: LogIndex, time_ns: u64, origin: Origin, command: Command },
+    Query { origin: Origin, query: Query },
+}
+
+/// The shard core's state: everything here is touched by the shard thread only.
+pub struct Shard<L, C> {
+    pub engine: Exchange,
+    log: L,
+    sequencer: Sequencer<C>,
+    pending: VecDeque<Pending>,
+    events: Vec<Event>,
+    options: ShardOptions,
+}
+
+impl<L: CommandLog, C: Clock> Shard<L, C> {
+    pub fn new(
+        engine: Exchange,
+        log: L,
+        clock: C,
+        last_time_ns: u64,
+        options: ShardOptions,
+    ) -> Self {
+        let sequencer = Sequencer::new(clock, engine.last_index(), last_time_ns);
+        Shard {
+            engine,
+            log,
+            sequencer,
+            pending: VecDeque::with_capacity(options.batch_max * 4),
+            events: Vec::with_capacity(1024),
+            options,
+        }
+    }
+
+    /// Runs until a `Shutdown` request (or the net core goes away); returns the engine.
+    pub fn run(
+        mut self,
+        mut requests: rtrb::Consumer<Request>,
+        mut outputs: rtrb::Producer<Output>,
+        bells: Arc<Bells>,
+    ) -> Exchange {
+        let _ = bells.shard_thread.set(std::thread::current());
+        let mut idle_since: Option<Instant> = None;
+        let mut shutting_down = false;
+        loop {
+            let mut worked = false;
+            for _ in 0..self.options.batch_max {
+                let Ok(request) = requests.pop() else { break };
+                worked = true;
+                match request {
+                    Request::Command { origin, command } => {
+                        let (index, time_ns) = self.sequencer.stamp();
+                        self.log.append(&Entry { index, time_ns, origin, command: &command });
+                        self.pending.push_back(Pending::Command {
+                            index,
+                            time_ns,
+                            origin,
+                            command,
+                        });
+                    }
+                    Request::Query { origin, query } => {
+                        self.pending.push_back(Pending::Query { origin, query })
+                    }
+                    Request::Shutdown => shutting_down = true,
+                }
+            }
+            worked |= self.apply_committed(&mut outputs, &bells);
+            if worked {
+                bells.ring_net();
+                idle_since = None;
+                continue;
+            }
+            if shutting_down && self.pending.is_empty() {
+                return self.engine;
+            }
+            if requests.is_abandoned() && requests.is_empty() && self.pending.is_empty() {
+                return self.engine;
+            }
+            self.idle(&requests, &bells, &mut idle_since);
+        }
+    }
+
+    /// Applies every pending command the log has committed and answers the queries
+    /// behind them, in order.
+    fn apply_committed(&mut self, outputs: &mut rtrb::Producer<Output>, bells: &Bells) -> bool {
+        let committed = self.log.committed_index();
+        let mut worked = false;
+        while let Some(front) = self.pending.front() {
+            if let Pending::Command { index, .. } = front {
+                if *index > committed {
+                    break;
+                }
+            }
+            worked = true;
+            match self.pending.pop_front().expect("front exists") {
+                Pending::Command { index, time_ns, origin, command } => {
+                    self.events.clear();
+                    let applied = self.engine.apply(index, time_ns, &command, &mut self.events);
+                    assert!(applied.is_ok(), "sequenced indices always follow the engine's");
+                    for event in self.events.drain(..) {
+                        push(outputs, Output::Event(event), bells);
+                    }
+                    let kind = command.kind();
+                    push(outputs, Output::Applied { index, time_ns, origin, kind }, bells);
+                }
+                Pending::Query { origin, query } => {
+                    let reply = answer(&self.engine, query);
+                    let index = self.engine.last_index();
+                    push(outputs, Output::Reply { origin, index, reply }, bells);
+                }
+            }
+        }
+        worked
+    }
+
+    fn idle(
+        &mut self,
+        requests: &rtrb::Consumer<Request>,
+        bells: &Bells,
+        since: &mut Option<Instant>,
+    ) {
+        let started = *since.get_or_insert_with(Instant::now);
+        if started.elapsed() < self.options.idle_spin || !self.pending.is_empty() {
+            std::hint::spin_loop();
+            return;
+        }
+        // Announce the nap, then look once more: a request pushed before the flag was
+        // visible is seen here, one pushed after it rings the bell (both SeqCst).
+        bells.shard_sleeping.store(true, Ordering::SeqCst);
+        if requests.is_empty() {
+            bells.shard_wakeups.fetch_add(1, Ordering::Relaxed);
+            std::thread::park_timeout(self.options.park_max);
+        }
+        bells.shard_sleeping.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Pushes one output, waiting for room if the net core is behind. Outputs are never
+/// dropped: an execution report is owed to someone.
+fn push(outputs: &mut rtrb::Producer<Output>, mut output: Output, bells: &Bells) {
+    loop {
+        match outputs.push(output) {
+            Ok(()) => return,
+            Err(rtrb::PushError::Full(back)) => {
+                output = back;
+                if outputs.is_abandoned() {
+                    return;
+                }
+                bells.ring_net();
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+pub fn answer(engine: &Exchange, query: Query) -> Reply {
+    match query {
+        Query::Balances { account } => Reply::Balances(engine.balances(account)),
+        Query::OpenOrders { account, market, orders_max } => {
+            let mut orders = engine.open_orders(account);
+            orders.retain(|o| market.is_none_or(|m| o.market == m));
+            let truncated = orders.len() > orders_max;
+            orders.truncate(orders_max);
+            Reply::OpenOrders { orders, truncated }
+        }
+        Query::Depth { market, levels_max } => {
+            Reply::Depth { market, depth: engine.depth(market, levels_max) }
+        }
+        Query::Status => {
+            Reply::Status { last_index: engine.last_index(), state_hash: engine.state_hash() }
+        }
+        Query::Reference => Reply::Reference { assets: engine.assets(), markets: engine.markets() },
+    }
+}
