@@ -25,9 +25,15 @@ unit:
 ## bench: the engine and ledger benchmarks (release build; results in perf/results/).
 bench: engine-bench ledger-bench
 
-engine-bench ledger-bench:
+engine-bench:
 	$(CARGO) build --release -p bourse-perf
-	./target/release/$@ --json perf/results/$@.json
+	./target/release/engine-bench --mode max --json perf/results/engine-bench-max.json
+	./target/release/engine-bench --mode open --rate 1000000 --json perf/results/engine-bench-open-1000000.json --svg perf/results/engine-bench-open-1000000.svg
+	./target/release/noise-floor --mode open --rate 1000000 --json perf/results/noise-floor-open-1000000.json
+
+ledger-bench:
+	$(CARGO) build --release -p bourse-perf
+	./target/release/ledger-bench --mode max --json perf/results/ledger-bench-max.json --svg perf/results/ledger-bench-max.svg
 
 clean:
 	$(CARGO) clean

@@ -4,10 +4,9 @@
 //! are in `ledger.rs`, order commands in `matching.rs`, the canonical snapshot and state
 //! hash in `snapshot.rs`, and the O(state) consistency check in `invariants.rs`.
 
-use rustc_hash::FxHashMap;
-
 use crate::command::{Command, MarketSpec};
 use crate::event::*;
+use crate::index::{ChunkedVec, ShardedIndex};
 use crate::limits::Limits;
 use crate::price_index::PriceIndex;
 use crate::types::*;
@@ -229,19 +228,20 @@ pub struct Exchange {
     pub(crate) assets: Vec<Option<Asset>>,
     /// Indexed by market id.
     pub(crate) markets: Vec<Option<Market>>,
-    /// Dense, in creation order; `account_index` maps an id to its position. The map is
-    /// only ever looked up, never iterated.
+    /// Dense, in creation order; `account_index` maps an id to its position. The
+    /// indices are only ever looked up, never iterated (`index.rs`).
     pub(crate) accounts: Vec<Account>,
-    pub(crate) account_index: FxHashMap<AccountId, u32>,
-    /// Order slab; free slots are chained through `next`.
+    pub(crate) account_index: ShardedIndex<AccountId, u32>,
+    /// Order slab; free slots are chained through `next`. Reserved up to `orders_max`
+    /// at creation (address space only), so it never moves.
     pub(crate) orders: Vec<Order>,
     pub(crate) orders_free: u32,
     pub(crate) orders_open: u32,
-    pub(crate) order_index: FxHashMap<OrderId, u32>,
-    pub(crate) client_index: FxHashMap<(u32, ClientOrderId), u32>,
-    /// Ledger transactions in arrival order.
-    pub(crate) txs: Vec<TxRecord>,
-    pub(crate) tx_index: FxHashMap<TxId, u32>,
+    pub(crate) order_index: ShardedIndex<OrderId, u32>,
+    pub(crate) client_index: ShardedIndex<(u32, ClientOrderId), u32>,
+    /// Ledger transactions in arrival order; grows by chunks, never moves.
+    pub(crate) txs: ChunkedVec<TxRecord>,
+    pub(crate) tx_index: ShardedIndex<TxId, u32>,
 }
 
 impl std::fmt::Debug for Exchange {
@@ -273,15 +273,17 @@ impl Exchange {
             next_trade_id: 1,
             assets: Vec::new(),
             markets: Vec::new(),
-            accounts: Vec::new(),
-            account_index: FxHashMap::default(),
-            orders: Vec::new(),
+            // Reserving address space touches no memory until it is used, and spares
+            // the hot path the copy of a reallocation.
+            accounts: Vec::with_capacity(limits.accounts_max as usize),
+            account_index: ShardedIndex::new(),
+            orders: Vec::with_capacity(limits.orders_max as usize),
             orders_free: NIL,
             orders_open: 0,
-            order_index: FxHashMap::default(),
-            client_index: FxHashMap::default(),
-            txs: Vec::new(),
-            tx_index: FxHashMap::default(),
+            order_index: ShardedIndex::new(),
+            client_index: ShardedIndex::new(),
+            txs: ChunkedVec::new(),
+            tx_index: ShardedIndex::new(),
         }
     }
 

@@ -52,7 +52,7 @@ impl Exchange {
             return TxCheck::Answered;
         }
         if let Some(&at) = self.tx_index.get(&record.tx) {
-            let stored = self.txs[at as usize];
+            let stored = *self.txs.get(at as usize);
             if stored.kind != record.kind {
                 out.push(reject(
                     command,
@@ -215,7 +215,7 @@ impl Exchange {
             out.push(reject(command, 0, 0, RejectReason::InvalidTxId, false));
             return;
         }
-        let found = self.tx_index.get(&tx).map(|&at| (at, self.txs[at as usize]));
+        let found = self.tx_index.get(&tx).map(|&at| (at, *self.txs.get(at as usize)));
         let Some((at, record)) = found.filter(|(_, r)| {
             r.kind == LedgerKind::WithdrawRequest && !matches!(r.outcome, TxOutcome::Rejected(_))
         }) else {
@@ -277,7 +277,7 @@ impl Exchange {
                 out,
             );
         }
-        self.txs[at as usize].outcome = done_state;
+        self.txs.get_mut(at as usize).outcome = done_state;
         out.push(applied(false));
     }
 

@@ -15,6 +15,7 @@ pub mod command;
 pub mod decimal;
 pub mod event;
 mod exchange;
+mod index;
 mod invariants;
 mod ledger;
 pub mod limits;

@@ -185,7 +185,7 @@ impl Exchange {
             markets,
             accounts,
             orders,
-            txs: self.txs.clone(),
+            txs: self.txs.iter().copied().collect(),
         }
     }
 

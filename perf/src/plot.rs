@@ -23,10 +23,10 @@ pub const POINTS_PER_SERIES_MAX: usize = 10_000;
 const DECADES_MIN: u32 = 5;
 const DECADES_MAX: u32 = 7;
 
-const WIDTH: f64 = 960.0;
+const WIDTH: f64 = 1120.0;
 const HEIGHT: f64 = 540.0;
 const LEFT: f64 = 80.0;
-const RIGHT: f64 = 230.0;
+const RIGHT: f64 = 330.0;
 const TOP: f64 = 50.0;
 const BOTTOM: f64 = 60.0;
 
