@@ -2,16 +2,22 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: run demo test lint check-fmt clippy unit bench engine-bench ledger-bench fuzz-build clean
+.PHONY: run release demo test check-fmt clippy unit lint-units bench engine-bench ledger-bench install clean
 
-## run: the main job. Until the server lands: a scripted trading session on the engine.
-run: demo
+## run: the main job: the exchange daemon on the demo config (two markets, funded demo
+## accounts), listening on 127.0.0.1:7400. Trade from a second terminal with bourse-cli.
+run: release
+	./target/release/bourse
 
+release:
+	$(CARGO) build --release -p bourse-net -p bourse-tools
+
+## demo: a scripted trading session on the engine alone (no server).
 demo:
 	$(CARGO) run --release -p bourse-tools --bin bourse-demo
 
 ## test: formatting, lints, then every test in the workspace.
-test: check-fmt clippy unit
+test: check-fmt clippy unit lint-units
 
 check-fmt:
 	$(CARGO) fmt --all --check
@@ -21,6 +27,9 @@ clippy:
 
 unit:
 	$(CARGO) test --workspace --all-targets
+
+lint-units:
+	systemd/lint.sh
 
 ## bench: the engine and ledger benchmarks (release build; results in perf/results/).
 bench: engine-bench ledger-bench
@@ -34,6 +43,21 @@ engine-bench:
 ledger-bench:
 	$(CARGO) build --release -p bourse-perf
 	./target/release/ledger-bench --mode max --json perf/results/ledger-bench-max.json --svg perf/results/ledger-bench-max.svg
+
+## install: binaries, systemd units and a starting config (kept if present). Then:
+##   systemctl daemon-reload && systemctl enable --now bourse-tune bourse
+DESTDIR ?=
+install: release
+	install -D -m 0755 target/release/bourse $(DESTDIR)/usr/local/bin/bourse
+	install -D -m 0755 target/release/bourse-cli $(DESTDIR)/usr/local/bin/bourse-cli
+	install -D -m 0755 target/release/bourse-log $(DESTDIR)/usr/local/bin/bourse-log
+	install -D -m 0755 systemd/tune.sh $(DESTDIR)/usr/local/lib/bourse/tune.sh
+	install -D -m 0644 systemd/bourse.service $(DESTDIR)/etc/systemd/system/bourse.service
+	install -D -m 0644 systemd/bourse-tune.service $(DESTDIR)/etc/systemd/system/bourse-tune.service
+	install -D -m 0644 README.md $(DESTDIR)/usr/local/share/doc/bourse/README.md
+	test -e $(DESTDIR)/etc/bourse/bourse.toml || install -D -m 0640 systemd/bourse.toml $(DESTDIR)/etc/bourse/bourse.toml
+	if [ -z "$(DESTDIR)" ] && ! getent passwd bourse >/dev/null; then \
+		useradd --system --home-dir /var/lib/bourse --shell /usr/sbin/nologin bourse; fi
 
 clean:
 	$(CARGO) clean

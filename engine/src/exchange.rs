@@ -528,6 +528,11 @@ impl Exchange {
         self.last_index
     }
 
+    /// Time stamped on the last applied command (the sequencer continues from it).
+    pub fn last_time_ns(&self) -> u64 {
+        self.last_time_ns
+    }
+
     pub fn fee_account(&self) -> AccountId {
         self.fee_account
     }

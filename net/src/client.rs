@@ -54,6 +54,12 @@ pub enum Incoming {
         time_ns: u64,
         changes: Vec<LevelChange>,
     },
+    Reference {
+        request_id: RequestId,
+        assets: Vec<AssetInfo>,
+        markets: Vec<MarketInfo>,
+        truncated: bool,
+    },
 }
 
 impl Incoming {
@@ -78,6 +84,14 @@ impl Incoming {
             }
             M::BookUpdate { market, index, time_ns, changes } => {
                 return Incoming::BookUpdate { market, index, time_ns, changes: changes.to_vec() }
+            }
+            M::Reference { request_id, assets, markets, truncated } => {
+                return Incoming::Reference {
+                    request_id,
+                    assets: assets.to_vec(),
+                    markets: markets.to_vec(),
+                    truncated,
+                }
             }
             M::LogonChallenge { nonce, protocol_version } => {
                 M::LogonChallenge { nonce, protocol_version }

@@ -189,8 +189,8 @@ fn symbol_from_wire(text: &str) -> Option<Symbol> {
 /// One per connection-handling core (server) or per connection (client library).
 pub struct Encoder {
     fbb: FlatBufferBuilder<'static>,
-    /// Reused list of table offsets for `OpenOrders`.
-    offsets: OrderOffsets,
+    /// Reused lists of table offsets for the replies that carry tables.
+    offsets: Offsets,
     frame_bytes_max: usize,
 }
 
@@ -206,7 +206,11 @@ impl Encoder {
         assert!(frame_bytes_max <= frame::FRAME_BYTES_MAX_CEILING);
         Encoder {
             fbb: FlatBufferBuilder::with_capacity(frame_bytes_max),
-            offsets: Vec::with_capacity(OPEN_ORDERS_PER_REPLY_MAX),
+            offsets: Offsets {
+                orders: Vec::with_capacity(OPEN_ORDERS_PER_REPLY_MAX),
+                assets: Vec::new(),
+                markets: Vec::new(),
+            },
             frame_bytes_max,
         }
     }
@@ -289,12 +293,22 @@ fn check_list_bounds(message: &ServerMessage<'_>) -> Result<(), EncodeError> {
         ServerMessage::BookUpdate { changes, .. } => {
             check_list("changes", changes.len(), BOOK_CHANGES_PER_UPDATE_MAX)
         }
+        ServerMessage::Reference { assets, markets, .. } => {
+            check_list("assets", assets.len(), REFERENCE_ASSETS_MAX)?;
+            check_list("markets", markets.len(), REFERENCE_MARKETS_MAX)
+        }
         _ => Ok(()),
     }
 }
 
 type Fbb = FlatBufferBuilder<'static>;
-type OrderOffsets = Vec<WIPOffset<fb::OpenOrder<'static>>>;
+/// Table offsets of list items, kept between messages so encoding does not allocate.
+/// (Tables, unlike structs, are written before the vector that points at them.)
+struct Offsets {
+    orders: Vec<WIPOffset<fb::OpenOrder<'static>>>,
+    assets: Vec<WIPOffset<fb::AssetInfo<'static>>>,
+    markets: Vec<WIPOffset<fb::MarketInfo<'static>>>,
+}
 type Body = (fb::Body, WIPOffset<UnionWIPOffset>);
 
 fn build_client(fbb: &mut Fbb, request: &ClientRequest) -> Body {
@@ -370,6 +384,10 @@ fn build_client(fbb: &mut Fbb, request: &ClientRequest) -> Body {
             let args = fb::StatusQueryArgs {};
             (fb::Body::StatusQuery, fb::StatusQuery::create(fbb, &args).as_union_value())
         }
+        ClientRequest::ReferenceQuery => {
+            let args = fb::ReferenceQueryArgs {};
+            (fb::Body::ReferenceQuery, fb::ReferenceQuery::create(fbb, &args).as_union_value())
+        }
     }
 }
 
@@ -426,7 +444,7 @@ fn build_admin(fbb: &mut Fbb, admin: &AdminRequest) -> Body {
     }
 }
 
-fn build_server(fbb: &mut Fbb, offsets: &mut OrderOffsets, message: &ServerMessage<'_>) -> Body {
+fn build_server(fbb: &mut Fbb, offsets: &mut Offsets, message: &ServerMessage<'_>) -> Body {
     match *message {
         ServerMessage::LogonChallenge { nonce, protocol_version } => {
             let nonce = fbb.create_vector(&nonce);
@@ -479,7 +497,7 @@ fn build_server(fbb: &mut Fbb, offsets: &mut OrderOffsets, message: &ServerMessa
         }
         ServerMessage::BalanceUpdate(update) => build_balance_update(fbb, &update),
         ServerMessage::OpenOrders { request_id, orders, truncated } => {
-            build_open_orders(fbb, offsets, request_id, orders, truncated)
+            build_open_orders(fbb, &mut offsets.orders, request_id, orders, truncated)
         }
         ServerMessage::BookSnapshot { request_id, market, index, bids, asks } => {
             let level = |l: &DepthLevel| fb::Level::new(l.price, l.qty, l.orders);
@@ -526,6 +544,9 @@ fn build_server(fbb: &mut Fbb, offsets: &mut OrderOffsets, message: &ServerMessa
             (fb::Body::Status, fb::Status::create(fbb, &args).as_union_value())
         }
         ServerMessage::AdminAck(ack) => build_admin_ack(fbb, &ack),
+        ServerMessage::Reference { request_id, assets, markets, truncated } => {
+            build_reference(fbb, offsets, request_id, assets, markets, truncated)
+        }
     }
 }
 
@@ -660,7 +681,7 @@ fn build_balance_update(fbb: &mut Fbb, b: &BalanceUpdate) -> Body {
 
 fn build_open_orders(
     fbb: &mut Fbb,
-    offsets: &mut OrderOffsets,
+    offsets: &mut Vec<WIPOffset<fb::OpenOrder<'static>>>,
     request_id: RequestId,
     orders: &[OpenOrderInfo],
     truncated: bool,
@@ -686,6 +707,46 @@ fn build_open_orders(
     let orders = fbb.create_vector(offsets);
     let args = fb::OpenOrdersArgs { request_id, orders: Some(orders), truncated };
     (fb::Body::OpenOrders, fb::OpenOrders::create(fbb, &args).as_union_value())
+}
+
+fn build_reference(
+    fbb: &mut Fbb,
+    offsets: &mut Offsets,
+    request_id: RequestId,
+    assets: &[AssetInfo],
+    markets: &[MarketInfo],
+    truncated: bool,
+) -> Body {
+    offsets.assets.clear();
+    for asset in assets {
+        let symbol = fbb.create_string(asset.symbol.as_str());
+        let args =
+            fb::AssetInfoArgs { asset: asset.asset, scale: asset.scale, symbol: Some(symbol) };
+        offsets.assets.push(fb::AssetInfo::create(fbb, &args));
+    }
+    let assets = fbb.create_vector(&offsets.assets);
+    offsets.markets.clear();
+    for market in markets {
+        let spec = &market.spec;
+        let symbol = fbb.create_string(spec.symbol.as_str());
+        let args = fb::MarketInfoArgs {
+            market: spec.market,
+            symbol: Some(symbol),
+            base: spec.base,
+            quote: spec.quote,
+            tick_size: spec.tick_size,
+            lot_size: spec.lot_size,
+            min_notional: spec.min_notional,
+            maker_fee_bps: spec.maker_fee_bps,
+            taker_fee_bps: spec.taker_fee_bps,
+            status: status_to_wire(market.status),
+        };
+        offsets.markets.push(fb::MarketInfo::create(fbb, &args));
+    }
+    let markets = fbb.create_vector(&offsets.markets);
+    let args =
+        fb::ReferenceArgs { request_id, assets: Some(assets), markets: Some(markets), truncated };
+    (fb::Body::Reference, fb::Reference::create(fbb, &args).as_union_value())
 }
 
 fn build_admin_ack(fbb: &mut Fbb, a: &AdminAck) -> Body {
@@ -787,6 +848,7 @@ pub fn decode_client(
             ClientRequest::Unsubscribe { market: body!(message, body_as_unsubscribe).market() }
         }
         fb::Body::StatusQuery => ClientRequest::StatusQuery,
+        fb::Body::ReferenceQuery => ClientRequest::ReferenceQuery,
         _ => ClientRequest::Admin(decode_admin(&message, request_id)?),
     };
     Ok((request_id, request))
@@ -870,6 +932,8 @@ pub struct DecodeScratch {
     bids: Vec<DepthLevel>,
     asks: Vec<DepthLevel>,
     changes: Vec<LevelChange>,
+    assets: Vec<AssetInfo>,
+    markets: Vec<MarketInfo>,
 }
 
 fn fixed_bytes<const N: usize>(bytes: flatbuffers::Vector<'_, u8>) -> Option<[u8; N]> {
@@ -946,7 +1010,8 @@ pub fn decode_server<'a>(
         fb::Body::Balances
         | fb::Body::OpenOrders
         | fb::Body::BookSnapshot
-        | fb::Body::BookUpdate => decode_server_list(&message, scratch, invalid)?,
+        | fb::Body::BookUpdate
+        | fb::Body::Reference => decode_server_list(&message, scratch, invalid)?,
         _ => decode_server_report(&message, invalid)?,
     };
     Ok((seq, decoded))
@@ -1052,12 +1117,52 @@ fn decode_server_list<'a>(
                 changes: &scratch.changes,
             }
         }
+        fb::Body::Reference => decode_reference(message, scratch, invalid)?,
         _ => {
             return Err(DecodeError::UnknownMessage {
                 request_id: 0,
                 body_type: message.body_type().0,
             })
         }
+    })
+}
+
+fn decode_reference<'a>(
+    message: &fb::Message<'a>,
+    scratch: &'a mut DecodeScratch,
+    invalid: impl Fn(&'static str) -> DecodeError,
+) -> Result<ServerMessage<'a>, DecodeError> {
+    let b = body!(message, body_as_reference);
+    scratch.assets.clear();
+    for asset in b.assets().iter() {
+        scratch.assets.push(AssetInfo {
+            asset: asset.asset(),
+            scale: asset.scale(),
+            symbol: symbol_from_wire(asset.symbol()).ok_or_else(|| invalid("symbol"))?,
+        });
+    }
+    scratch.markets.clear();
+    for market in b.markets().iter() {
+        scratch.markets.push(MarketInfo {
+            spec: MarketSpec {
+                market: market.market(),
+                symbol: symbol_from_wire(market.symbol()).ok_or_else(|| invalid("symbol"))?,
+                base: market.base(),
+                quote: market.quote(),
+                tick_size: market.tick_size(),
+                lot_size: market.lot_size(),
+                min_notional: market.min_notional(),
+                maker_fee_bps: market.maker_fee_bps(),
+                taker_fee_bps: market.taker_fee_bps(),
+            },
+            status: status_from_wire(market.status()).ok_or_else(|| invalid("status"))?,
+        });
+    }
+    Ok(ServerMessage::Reference {
+        request_id: b.request_id(),
+        assets: &scratch.assets,
+        markets: &scratch.markets,
+        truncated: b.truncated(),
     })
 }
 

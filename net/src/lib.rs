@@ -24,6 +24,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod client_async;
 pub mod codec;
 pub mod config;
 pub mod frame;

@@ -34,6 +34,12 @@ pub const OPEN_ORDERS_PER_REPLY_MAX: usize = 256;
 /// Most level changes in one `BookUpdate`; a command that changes more levels (a mass
 /// cancel) is split over several updates with the same index.
 pub const BOOK_CHANGES_PER_UPDATE_MAX: usize = 1000;
+/// Most assets in one `Reference` reply; more are cut and the reply flagged `truncated`.
+/// With `REFERENCE_MARKETS_MAX` chosen so that the largest reply (16-byte symbols, every
+/// field at its maximum) fits `SERVER_FRAME_BYTES_MAX` (tested in tests/reference.rs).
+pub const REFERENCE_ASSETS_MAX: usize = 256;
+/// Most markets in one `Reference` reply; more are cut and the reply flagged `truncated`.
+pub const REFERENCE_MARKETS_MAX: usize = 512;
 
 /// Logon request. `signature = auth::sign(secret, nonce, key_id)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,6 +174,8 @@ pub enum ClientRequest {
     },
     Admin(AdminRequest),
     StatusQuery,
+    /// Every asset and market (any logged-on key).
+    ReferenceQuery,
 }
 
 /// Why the session layer refused something or closed the connection. Values are the
@@ -527,6 +535,34 @@ pub struct AdminAck {
     pub time_ns: u64,
 }
 
+/// One asset as a `Reference` reply shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AssetInfo {
+    pub asset: AssetId,
+    /// Decimal places of the minor unit.
+    pub scale: u8,
+    pub symbol: Symbol,
+}
+
+impl From<&bourse_engine::AssetView> for AssetInfo {
+    fn from(view: &bourse_engine::AssetView) -> AssetInfo {
+        AssetInfo { asset: view.asset, scale: view.scale, symbol: view.symbol }
+    }
+}
+
+/// One market as a `Reference` reply shows it: its spec and whether it trades.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MarketInfo {
+    pub spec: MarketSpec,
+    pub status: MarketStatus,
+}
+
+impl From<&bourse_engine::MarketView> for MarketInfo {
+    fn from(view: &bourse_engine::MarketView) -> MarketInfo {
+        MarketInfo { spec: view.spec, status: view.status }
+    }
+}
+
 /// A server message. Lists borrow their items, so encoding never copies them into an
 /// owned container; decoding fills a reusable `codec::DecodeScratch`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -575,6 +611,14 @@ pub enum ServerMessage<'a> {
     PublicTrade(PublicTrade),
     Status(StatusReport),
     AdminAck(AdminAck),
+    /// Assets and markets, ascending ids (at most `REFERENCE_ASSETS_MAX` /
+    /// `REFERENCE_MARKETS_MAX`; `truncated` when there were more).
+    Reference {
+        request_id: RequestId,
+        assets: &'a [AssetInfo],
+        markets: &'a [MarketInfo],
+        truncated: bool,
+    },
 }
 
 impl ServerMessage<'_> {

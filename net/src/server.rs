@@ -33,7 +33,10 @@ use monoio::net::{TcpListener, TcpStream};
 
 use crate::auth::KeyStore;
 use crate::config::Config;
-use crate::protocol::{OpenOrderInfo, SessionReason, OPEN_ORDERS_PER_REPLY_MAX};
+use crate::protocol::{
+    AssetInfo, MarketInfo, OpenOrderInfo, SessionReason, OPEN_ORDERS_PER_REPLY_MAX,
+    REFERENCE_ASSETS_MAX, REFERENCE_MARKETS_MAX,
+};
 use crate::session::{Action, ConnId, Gateway, Origin, Query as GatewayQuery};
 use crate::shard::{
     Bells, CommandLog, MemoryLog, Output, Query, Reply, Request, Shard, ShardOptions, SystemClock,
@@ -52,6 +55,9 @@ const OUTPUT_BATCH_MAX: usize = 4096;
 const TICK: Duration = Duration::from_millis(50);
 /// How long shutdown waits for connections to flush before closing them hard.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+/// How long a closing connection may take to flush its last bytes (a logout) before its
+/// socket is shut anyway: a peer that does not read must not hold it for ever.
+const CLOSE_FLUSH: Duration = Duration::from_secs(1);
 
 /// Nanoseconds since the Unix epoch (session timers and heartbeats).
 pub fn now_ns() -> u64 {
@@ -95,6 +101,9 @@ struct ConnIo {
     writer: LocalNotify,
     /// The gateway asked to close: flush, then shut the socket.
     closing: Cell<bool>,
+    /// When the close was asked for; a flush that takes longer than `CLOSE_FLUSH` (the
+    /// peer does not read) is cut short by the tick task.
+    closing_since: Cell<Option<Instant>>,
 }
 
 /// What the server reports when it stops.
@@ -119,7 +128,14 @@ struct NetCore {
     dirty: RefCell<Vec<ConnId>>,
     stopping: Cell<bool>,
     stop: LocalNotify,
+    /// The shard stopped on a log failure: exit with an error.
+    fatal: Cell<bool>,
+    snapshots: crate::shard::SnapshotPolicy,
     connections_served: Cell<u64>,
+    /// Commands the server issued itself (the bootstrap) still to be applied; nobody
+    /// is let in before they are, so no client sees a half-built exchange.
+    bootstrap_left: Cell<usize>,
+    bootstrap_done: LocalNotify,
 }
 
 impl NetCore {
@@ -168,6 +184,7 @@ impl NetCore {
                         orders_max: OPEN_ORDERS_PER_REPLY_MAX + 1,
                     },
                     GatewayQuery::Status => Query::Status,
+                    GatewayQuery::Reference => Query::Reference,
                 };
                 self.submit(Request::Query { origin: Some(origin), query })
             }
@@ -179,6 +196,9 @@ impl NetCore {
             Action::Close { conn, .. } => {
                 if let Some(io) = self.conns.borrow().get(&conn) {
                     io.closing.set(true);
+                    if io.closing_since.get().is_none() {
+                        io.closing_since.set(Some(Instant::now()));
+                    }
                     io.writer.notify();
                 }
                 false
@@ -227,6 +247,12 @@ impl NetCore {
         self.backlog.borrow().len() >= BACKLOG_REQUESTS_MAX
     }
 
+    /// A copy of the engine to snapshot (durable storage wires this up).
+    fn snapshot(&self, _index: u64, engine: Box<Exchange>) {
+        drop(engine);
+        self.snapshots.in_flight.store(false, Ordering::Release);
+    }
+
     /// Handles what the shard produced; true if there was anything.
     fn drain_outputs(&self, events: &mut Vec<Event>) -> bool {
         let mut handled = 0;
@@ -242,9 +268,21 @@ impl NetCore {
                 Output::Applied { origin, .. } => {
                     gateway.on_events(origin, events, now, &mut actions);
                     events.clear();
+                    if origin.is_none() && self.bootstrap_left.get() > 0 {
+                        self.bootstrap_left.set(self.bootstrap_left.get() - 1);
+                        if self.bootstrap_left.get() == 0 {
+                            self.bootstrap_done.notify();
+                        }
+                    }
                 }
                 Output::Reply { origin, index, reply } => {
                     reply_to_gateway(&mut gateway, origin, index, reply, now, &mut actions)
+                }
+                Output::Snapshot { index, engine } => self.snapshot(index, engine),
+                Output::Fatal(why) => {
+                    eprintln!("bourse: the command log failed, stopping: {why}");
+                    self.fatal.set(true);
+                    self.stop.notify();
                 }
             }
             drop((actions, gateway));
@@ -291,7 +329,15 @@ fn reply_to_gateway(
         Reply::Status { last_index, state_hash } => {
             gateway.reply_status(origin, now, last_index, state_hash, actions)
         }
-        Reply::Reference { .. } => {}
+        Reply::Reference { assets, markets } => {
+            // One past each bound is enough for the gateway to see that it must cut and
+            // flag the reply.
+            let assets: Vec<AssetInfo> =
+                assets.iter().take(REFERENCE_ASSETS_MAX + 1).map(AssetInfo::from).collect();
+            let markets: Vec<MarketInfo> =
+                markets.iter().take(REFERENCE_MARKETS_MAX + 1).map(MarketInfo::from).collect();
+            gateway.reply_reference(origin, now, &assets, &markets, actions)
+        }
     }
 }
 
@@ -326,22 +372,36 @@ pub fn pin_current(what: &str, cpu: usize, pin: bool) {
 /// command log the shard core appends to.
 pub struct Start<L> {
     pub engine: Exchange,
+    /// The log's last index (the sequencer continues after it).
+    pub last_index: u64,
     pub last_time_ns: u64,
+    /// When the shard hands over engine copies to snapshot (`SnapshotPolicy::never()`
+    /// without a data directory).
+    pub snapshots: crate::shard::SnapshotPolicy,
     pub log: L,
     /// Commands to run before anything else (the config's bootstrap on a fresh exchange).
     pub bootstrap: Vec<bourse_engine::Command>,
 }
 
+impl Start<MemoryLog> {
+    /// A fresh, memory-only exchange set up by the config's bootstrap commands.
+    pub fn memory(config: &Config) -> Result<Start<MemoryLog>, ServerError> {
+        let engine =
+            Exchange::new(config.engine).map_err(|e| ServerError::Config(e.to_string()))?;
+        Ok(Start {
+            engine,
+            last_index: 0,
+            last_time_ns: 0,
+            snapshots: crate::shard::SnapshotPolicy::never(),
+            log: MemoryLog::default(),
+            bootstrap: config.bootstrap.clone(),
+        })
+    }
+}
+
 /// Runs a memory-only server until `stop` is set.
 pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<ServerReport, ServerError> {
-    let engine = Exchange::new(config.engine).map_err(|e| ServerError::Config(e.to_string()))?;
-    let start = Start {
-        engine,
-        last_time_ns: 0,
-        log: MemoryLog::default(),
-        bootstrap: config.bootstrap.clone(),
-    };
-    run_with(config, start, stop, |_| {})
+    run_with(config, Start::memory(config)?, stop, |_| {})
 }
 
 /// Runs the server with a given engine and command log until `stop` is set; `ready` is
@@ -367,6 +427,7 @@ pub fn run_with<L: CommandLog + Send + 'static>(
         rtrb::RingBuffer::<Request>::new(config.server.ring_entries);
     let (outputs_tx, outputs_rx) = rtrb::RingBuffer::<Output>::new(config.server.ring_entries);
     let bells = Arc::new(Bells::default());
+    let bootstrap_len = start.bootstrap.len();
     for command in start.bootstrap {
         // The ring is empty and sized for thousands; a bootstrap larger than it is a
         // config error worth stopping for.
@@ -378,7 +439,16 @@ pub fn run_with<L: CommandLog + Send + 'static>(
         idle_spin: Duration::from_micros(config.server.shard_idle_spin_us),
         ..ShardOptions::default()
     };
-    let shard = Shard::new(start.engine, start.log, SystemClock, start.last_time_ns, options);
+    let shard = Shard::new(
+        start.engine,
+        start.log,
+        SystemClock,
+        start.last_index,
+        start.last_time_ns,
+        options,
+        start.snapshots.clone(),
+    );
+    let start_snapshots = start.snapshots.clone();
     let shard_bells = bells.clone();
     let (shard_core, pin) = (config.server.shard_core, config.server.pin);
     let shard_thread = std::thread::Builder::new()
@@ -407,7 +477,11 @@ pub fn run_with<L: CommandLog + Send + 'static>(
         dirty: RefCell::new(Vec::new()),
         stopping: Cell::new(false),
         stop: LocalNotify::default(),
+        fatal: Cell::new(false),
+        snapshots: start_snapshots,
         connections_served: Cell::new(0),
+        bootstrap_left: Cell::new(bootstrap_len),
+        bootstrap_done: LocalNotify::default(),
     });
     bells.ring_shard();
     ready(local);
@@ -443,6 +517,10 @@ pub fn run_with<L: CommandLog + Send + 'static>(
 async fn net_main(core: Rc<NetCore>, listener: TcpListener, stop: Arc<AtomicBool>) {
     monoio::spawn(response_task(core.clone()));
     monoio::spawn(tick_task(core.clone(), stop));
+    if core.bootstrap_left.get() > 0 {
+        core.bootstrap_done.wait().await;
+        eprintln!("bourse: bootstrap applied; accepting connections");
+    }
     loop {
         monoio::select! {
             accepted = listener.accept() => match accepted {
@@ -494,6 +572,7 @@ fn accept(core: &Rc<NetCore>, stream: TcpStream) {
         fd: stream.as_raw_fd(),
         writer: LocalNotify::default(),
         closing: Cell::new(false),
+        closing_since: Cell::new(None),
     });
     core.conns.borrow_mut().insert(conn, io.clone());
     let (reader, writer) = stream.into_split();
@@ -623,6 +702,12 @@ async fn tick_task(core: Rc<NetCore>, stop: Arc<AtomicBool>) {
         }
         core.settle();
         core.flush_backlog();
+        // A connection still in the map has its reader alive, so its fd is open.
+        for io in core.conns.borrow().values() {
+            if io.closing_since.get().is_some_and(|since| since.elapsed() >= CLOSE_FLUSH) {
+                let _ = nix::sys::socket::shutdown(io.fd, nix::sys::socket::Shutdown::Both);
+            }
+        }
         if stop.load(Ordering::Relaxed) && !core.stopping.get() {
             core.stopping.set(true);
             core.stop.notify();

@@ -11,7 +11,7 @@
 //! socket gone       -> gateway.on_disconnected(conn, now, &mut actions)
 //! shard events      -> gateway.on_events(origin, &events, &mut actions)
 //! query answers     -> gateway.reply_balances / reply_open_orders / reply_status /
-//!                      reply_book_snapshot / reject_subscribe
+//!                      reply_reference / reply_book_snapshot / reject_subscribe
 //! actions           -> Submit (to the shard), Query (to the shard), Subscribe (book
 //!                      snapshot from the shard), Close (flush, then close the socket)
 //! ```
@@ -207,6 +207,8 @@ pub enum Query {
     OpenOrders { account: AccountId, market: Option<MarketId> },
     /// Answer with `reply_status` (`Exchange::last_index`, `state_hash`).
     Status,
+    /// Answer with `reply_reference` (`Exchange::assets`, `Exchange::markets`).
+    Reference,
 }
 
 /// What the server must do on the gateway's behalf.
@@ -1299,6 +1301,25 @@ impl Gateway {
         self.send_sequenced(origin.session_id, &ServerMessage::Status(report), now_ns, actions);
     }
 
+    /// Answer to `Query::Reference`: assets and markets in ascending id order; more than
+    /// `REFERENCE_ASSETS_MAX` / `REFERENCE_MARKETS_MAX` are cut and the reply flagged.
+    pub fn reply_reference(
+        &mut self,
+        origin: Origin,
+        now_ns: u64,
+        assets: &[AssetInfo],
+        markets: &[MarketInfo],
+        actions: &mut Vec<Action>,
+    ) {
+        let truncated =
+            assets.len() > REFERENCE_ASSETS_MAX || markets.len() > REFERENCE_MARKETS_MAX;
+        let assets = &assets[..assets.len().min(REFERENCE_ASSETS_MAX)];
+        let markets = &markets[..markets.len().min(REFERENCE_MARKETS_MAX)];
+        let message =
+            ServerMessage::Reference { request_id: origin.request_id, assets, markets, truncated };
+        self.send_sequenced(origin.session_id, &message, now_ns, actions);
+    }
+
     /// Answer to `Action::Subscribe`: the book after log index `index`. Updates for
     /// the market flow to the connection from here on.
     #[allow(clippy::too_many_arguments)]
@@ -1398,6 +1419,7 @@ pub fn body_type_of(request: &ClientRequest) -> BodyType {
         ClientRequest::Subscribe { .. } => Body::Subscribe,
         ClientRequest::Unsubscribe { .. } => Body::Unsubscribe,
         ClientRequest::StatusQuery => Body::StatusQuery,
+        ClientRequest::ReferenceQuery => Body::ReferenceQuery,
         ClientRequest::Admin(admin) => return view::refused_type(admin.to_command().kind()),
     };
     body.0
@@ -1434,6 +1456,8 @@ fn permitted_action(
         }
         (Role::Admin, ClientRequest::Admin(admin)) => submit(admin.to_command()),
         (Role::Admin, ClientRequest::StatusQuery) => query(Query::Status),
+        // Reference data is public: every logged-on key may read it.
+        (_, ClientRequest::ReferenceQuery) => query(Query::Reference),
         _ => Err(SessionReason::NotPermitted),
     }
 }

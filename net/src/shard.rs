@@ -85,6 +85,12 @@ pub enum Output {
         index: LogIndex,
         reply: Reply,
     },
+    /// A copy of the engine right after `index`: everything before this output belongs
+    /// to it, nothing after. The net core adds its own state at the same point and has
+    /// it written.
+    Snapshot { index: LogIndex, engine: Box<Exchange> },
+    /// The command log failed; the shard has stopped taking commands.
+    Fatal(String),
 }
 
 /// A command the sequencer has stamped.
@@ -96,12 +102,25 @@ pub struct Entry<'a> {
     pub command: &'a Command,
 }
 
+/// The log could not take an entry right now (its queue is full); nothing was queued.
+/// The shard keeps the entry and tries again once the log has drained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogBusy;
+
 /// The seam between "sequenced" and "applied": a command log. The in-memory log commits
 /// at once; the durable log and Raft commit later and say so through `committed_index`.
-/// `append` must not block on I/O.
+/// No method may block on I/O.
 pub trait CommandLog {
-    fn append(&mut self, entry: &Entry<'_>);
+    fn append(&mut self, entry: &Entry<'_>) -> Result<(), LogBusy>;
     fn committed_index(&self) -> LogIndex;
+    /// Set once the log can no longer make entries durable (a failed write or fsync):
+    /// the node must stop rather than acknowledge what it cannot keep.
+    fn failure(&self) -> Option<String> {
+        None
+    }
+    /// Housekeeping on the shard core between batches (e.g. dropping segments a new
+    /// snapshot made unnecessary). Must be cheap.
+    fn maintain(&mut self) {}
 }
 
 /// A log that keeps nothing: every sequenced command is committed at once.
@@ -110,14 +129,47 @@ pub struct MemoryLog {
     last: LogIndex,
 }
 
+impl MemoryLog {
+    /// A log whose next entry follows `last`.
+    pub fn after(last: LogIndex) -> MemoryLog {
+        MemoryLog { last }
+    }
+}
+
 impl CommandLog for MemoryLog {
-    fn append(&mut self, entry: &Entry<'_>) {
+    fn append(&mut self, entry: &Entry<'_>) -> Result<(), LogBusy> {
         assert_eq!(entry.index, self.last + 1, "log indices are contiguous");
         self.last = entry.index;
+        Ok(())
     }
 
     fn committed_index(&self) -> LogIndex {
         self.last
+    }
+}
+
+/// When the shard hands the net core a copy of the engine to snapshot.
+#[derive(Clone, Debug)]
+pub struct SnapshotPolicy {
+    /// After this many applied entries (0: never by count).
+    pub every_entries: u64,
+    /// After this long with new entries (None: never by time).
+    pub every: Option<Duration>,
+    /// Set by an operator (signal or admin request) to take one now.
+    pub requested: Arc<AtomicBool>,
+    /// Set while a snapshot is being written; cleared by the writer.
+    pub in_flight: Arc<AtomicBool>,
+}
+
+impl SnapshotPolicy {
+    /// Never snapshots (no data directory).
+    pub fn never() -> SnapshotPolicy {
+        SnapshotPolicy {
+            every_entries: 0,
+            every: None,
+            requested: Arc::new(AtomicBool::new(false)),
+            in_flight: Arc::new(AtomicBool::new(false)),
+        }
     }
 }
 
@@ -229,26 +281,42 @@ pub struct Shard<L, C> {
     log: L,
     sequencer: Sequencer<C>,
     pending: VecDeque<Pending>,
+    /// A stamped command the log could not take yet (back-pressure).
+    stalled: Option<(LogIndex, u64, Origin, Command)>,
     events: Vec<Event>,
     options: ShardOptions,
+    snapshots: SnapshotPolicy,
+    applied_since_snapshot: u64,
+    last_snapshot_at: Instant,
+    failed: bool,
 }
 
 impl<L: CommandLog, C: Clock> Shard<L, C> {
+    /// `last_index` is the log's last index (at or after the engine's: the log may end
+    /// with entries the engine never sees, such as no-ops).
     pub fn new(
         engine: Exchange,
         log: L,
         clock: C,
+        last_index: LogIndex,
         last_time_ns: u64,
         options: ShardOptions,
+        snapshots: SnapshotPolicy,
     ) -> Self {
-        let sequencer = Sequencer::new(clock, engine.last_index(), last_time_ns);
+        assert!(last_index >= engine.last_index(), "the log is behind the engine");
+        let sequencer = Sequencer::new(clock, last_index, last_time_ns);
         Shard {
             engine,
             log,
             sequencer,
             pending: VecDeque::with_capacity(options.batch_max * 4),
+            stalled: None,
             events: Vec::with_capacity(1024),
             options,
+            snapshots,
+            applied_since_snapshot: 0,
+            last_snapshot_at: Instant::now(),
+            failed: false,
         }
     }
 
@@ -263,20 +331,18 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
         let mut idle_since: Option<Instant> = None;
         let mut shutting_down = false;
         loop {
-            let mut worked = false;
+            let mut worked = self.retry_stalled();
             for _ in 0..self.options.batch_max {
+                if self.stalled.is_some() || self.failed {
+                    break;
+                }
                 let Ok(request) = requests.pop() else { break };
                 worked = true;
                 match request {
                     Request::Command { origin, command } => {
                         let (index, time_ns) = self.sequencer.stamp();
-                        self.log.append(&Entry { index, time_ns, origin, command: &command });
-                        self.pending.push_back(Pending::Command {
-                            index,
-                            time_ns,
-                            origin,
-                            command,
-                        });
+                        self.stalled = Some((index, time_ns, origin, command));
+                        self.retry_stalled();
                     }
                     Request::Query { origin, query } => {
                         self.pending.push_back(Pending::Query { origin, query })
@@ -285,19 +351,71 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
                 }
             }
             worked |= self.apply_committed(&mut outputs, &bells);
+            worked |= self.check_log(&mut outputs, &bells);
+            self.maybe_snapshot(&mut outputs, &bells);
+            self.log.maintain();
             if worked {
                 bells.ring_net();
                 idle_since = None;
                 continue;
             }
-            if shutting_down && self.pending.is_empty() {
+            let drained = self.pending.is_empty() && self.stalled.is_none();
+            if shutting_down && (drained || self.failed) {
                 return self.engine;
             }
-            if requests.is_abandoned() && requests.is_empty() && self.pending.is_empty() {
+            if requests.is_abandoned() && requests.is_empty() && (drained || self.failed) {
                 return self.engine;
             }
             self.idle(&requests, &bells, &mut idle_since);
         }
+    }
+
+    /// Hands the stalled command to the log if it has room now; true if it did.
+    fn retry_stalled(&mut self) -> bool {
+        let Some((index, time_ns, origin, command)) = self.stalled.take() else { return false };
+        match self.log.append(&Entry { index, time_ns, origin, command: &command }) {
+            Ok(()) => {
+                self.pending.push_back(Pending::Command { index, time_ns, origin, command });
+                true
+            }
+            Err(LogBusy) => {
+                self.stalled = Some((index, time_ns, origin, command));
+                false
+            }
+        }
+    }
+
+    /// Stops taking commands for good if the log failed, and says so once.
+    fn check_log(&mut self, outputs: &mut rtrb::Producer<Output>, bells: &Bells) -> bool {
+        if self.failed {
+            return false;
+        }
+        let Some(why) = self.log.failure() else { return false };
+        self.failed = true;
+        push(outputs, Output::Fatal(why), bells);
+        true
+    }
+
+    /// Hands a copy of the engine to the net core when a snapshot is due and none is
+    /// being written. The copy is the only stall this costs the shard core: a memcpy of
+    /// the state (see ARCHITECTURE.md for the figures).
+    fn maybe_snapshot(&mut self, outputs: &mut rtrb::Producer<Output>, bells: &Bells) {
+        let policy = &self.snapshots;
+        let requested = policy.requested.load(Ordering::Relaxed);
+        let by_count = policy.every_entries > 0 && self.applied_since_snapshot >= policy.every_entries;
+        let by_time = policy.every.is_some_and(|every| {
+            self.applied_since_snapshot > 0 && self.last_snapshot_at.elapsed() >= every
+        });
+        if !(requested || by_count || by_time) || policy.in_flight.load(Ordering::Acquire) {
+            return;
+        }
+        policy.requested.store(false, Ordering::Relaxed);
+        policy.in_flight.store(true, Ordering::Release);
+        self.applied_since_snapshot = 0;
+        self.last_snapshot_at = Instant::now();
+        let index = self.engine.last_index();
+        let engine = Box::new(self.engine.clone());
+        push(outputs, Output::Snapshot { index, engine }, bells);
     }
 
     /// Applies every pending command the log has committed and answers the queries
@@ -322,6 +440,7 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
                     }
                     let kind = command.kind();
                     push(outputs, Output::Applied { index, time_ns, origin, kind }, bells);
+                    self.applied_since_snapshot += 1;
                 }
                 Pending::Query { origin, query } => {
                     let reply = answer(&self.engine, query);
@@ -333,6 +452,17 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
         worked
     }
 
+    /// True if the log has committed something pending, or may take the stalled entry.
+    fn can_progress(&self) -> bool {
+        let committed = self.log.committed_index();
+        let ready = match self.pending.front() {
+            Some(Pending::Command { index, .. }) => *index <= committed,
+            Some(Pending::Query { .. }) => true,
+            None => false,
+        };
+        ready || self.stalled.is_some() && self.log.failure().is_none()
+    }
+
     fn idle(
         &mut self,
         requests: &rtrb::Consumer<Request>,
@@ -340,14 +470,16 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
         since: &mut Option<Instant>,
     ) {
         let started = *since.get_or_insert_with(Instant::now);
-        if started.elapsed() < self.options.idle_spin || !self.pending.is_empty() {
+        // Waiting for the log to commit (disk mode) parks too: the log's io thread rings
+        // the bell when an fsync completes.
+        if started.elapsed() < self.options.idle_spin {
             std::hint::spin_loop();
             return;
         }
         // Announce the nap, then look once more: a request pushed before the flag was
         // visible is seen here, one pushed after it rings the bell (both SeqCst).
         bells.shard_sleeping.store(true, Ordering::SeqCst);
-        if requests.is_empty() {
+        if requests.is_empty() && !self.can_progress() {
             bells.shard_wakeups.fetch_add(1, Ordering::Relaxed);
             std::thread::park_timeout(self.options.park_max);
         }

@@ -183,6 +183,7 @@ fn client_request() -> impl Strategy<Value = ClientRequest> {
         any::<u32>().prop_map(|market| ClientRequest::Unsubscribe { market }),
         admin_request().prop_map(ClientRequest::Admin),
         Just(ClientRequest::StatusQuery),
+        Just(ClientRequest::ReferenceQuery),
     ]
 }
 

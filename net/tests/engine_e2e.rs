@@ -75,6 +75,13 @@ impl Node {
                     let (index, hash) = (self.exchange.last_index(), self.exchange.state_hash());
                     self.h.gw.reply_status(origin, now, index, hash, &mut self.h.actions);
                 }
+                Query::Reference => {
+                    let assets: Vec<AssetInfo> =
+                        self.exchange.assets().iter().map(AssetInfo::from).collect();
+                    let markets: Vec<MarketInfo> =
+                        self.exchange.markets().iter().map(MarketInfo::from).collect();
+                    self.h.gw.reply_reference(origin, now, &assets, &markets, &mut self.h.actions);
+                }
             },
             Action::Subscribe { conn, request_id, market, depth } => {
                 match self.exchange.depth(market, depth) {

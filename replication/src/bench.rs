@@ -39,10 +39,14 @@ impl RawFsyncStats {
 
 /// Appends `write_bytes` then fdatasyncs, repeatedly, for `duration` (at most
 /// `RAW_FSYNC_SAMPLES_MAX` times), in a scratch file in `dir` that is removed after.
+/// `interval` zero runs them back to back (the disk's fsync rate); otherwise one starts
+/// every `interval`, sleeping in between, which is how paced WAL appends see the disk
+/// (wake-ups included), for a like-for-like latency comparison.
 pub fn raw_fsync_rate(
     dir: &Path,
     write_bytes: usize,
     duration: Duration,
+    interval: Duration,
 ) -> Result<RawFsyncStats, LogError> {
     let path = dir.join("raw-fsync-probe.tmp");
     let file = OpenOptions::new()
@@ -58,6 +62,11 @@ pub fn raw_fsync_rate(
     let started = Instant::now();
     let mut offset = 0u64;
     while started.elapsed() < duration && latencies.len() < RAW_FSYNC_SAMPLES_MAX {
+        let due = started + interval * latencies.len() as u32;
+        let now = Instant::now();
+        if now < due {
+            std::thread::sleep(due - now);
+        }
         let t0 = Instant::now();
         let write = WriteOp { fd, offset, bytes: &block };
         ring.write_and_sync(&[write], &[(fd, SyncKind::Data)])

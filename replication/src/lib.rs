@@ -25,7 +25,10 @@ pub mod wal;
 pub use error::{Corruption, CorruptionKind, LogError};
 pub use format::{EntryKind, EntryRef};
 pub use hard_state::{load_hard_state, store_hard_state, HardStateRecord, Membership};
-pub use payload::{decode_command_payload, encode_command_payload, CommandPayload};
+pub use payload::{
+    decode_command_payload, decode_command_payload_origin, encode_command_payload,
+    encode_command_payload_with_origin, CommandPayload, EntryOrigin,
+};
 pub use recovery::{recover_node, NodeRecovery, RecoveryError};
 pub use scan::{
     scan_log, verify_log, ScanOptions, ScanProgress, ScanReport, TornTail, VerifyReport,

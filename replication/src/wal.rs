@@ -123,6 +123,9 @@ pub struct WalOptions {
     /// parks at once, which suits a shared core; on a dedicated io core a spin of about
     /// one fsync saves the futex wake-up on the next append (lower disk-mode ack latency).
     pub idle_spin: Duration,
+    /// Pin the io thread to this CPU (the io helper core of the thread-per-core layout).
+    /// `None` leaves it to the scheduler. A CPU that cannot be used fails `Wal::open`.
+    pub io_cpu: Option<usize>,
 }
 
 impl Default for WalOptions {
@@ -136,6 +139,7 @@ impl Default for WalOptions {
             log: log_stderr,
             thread_name: "bourse-wal".to_string(),
             idle_spin: Duration::ZERO,
+            io_cpu: None,
         }
     }
 }
@@ -150,6 +154,7 @@ impl std::fmt::Debug for WalOptions {
             .field("on_durable", &self.on_durable.is_some())
             .field("thread_name", &self.thread_name)
             .field("idle_spin", &self.idle_spin)
+            .field("io_cpu", &self.io_cpu)
             .finish()
     }
 }
@@ -825,6 +830,20 @@ impl IoThread {
         hard_state: Option<HardStateRecord>,
         next_index: u64,
     ) -> Result<IoThread, LogError> {
+        if let Some(cpu) = options.io_cpu {
+            // Checked against the allowed set first: core_affinity panics on an id beyond
+            // the kernel's CPU set size.
+            let allowed = core_affinity::get_core_ids().unwrap_or_default();
+            let id = core_affinity::CoreId { id: cpu };
+            if !allowed.contains(&id) || !core_affinity::set_for_current(id) {
+                return Err(LogError::Options {
+                    name: "io_cpu",
+                    reason: format!(
+                        "cannot pin the io thread to CPU {cpu} (not in this process's CPU set?)"
+                    ),
+                });
+            }
+        }
         let ring = Ring::new(options.ring_entries)?;
         let dir_file = File::open(&dir).map_err(|e| LogError::io("open directory", &dir, e))?;
         let spare = Vec::with_capacity(options.queue_bytes_max);

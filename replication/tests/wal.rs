@@ -364,3 +364,16 @@ fn hard_state_term_vote_now_commit_lazily() {
     let (_wal, recovered) = Wal::open(dir.path(), options).expect("reopen");
     assert_eq!(recovered.hard_state, Some(commit_only));
 }
+
+#[test]
+fn the_io_thread_can_be_pinned_and_a_bad_cpu_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut wal, _) =
+        Wal::open(dir.path(), WalOptions { io_cpu: Some(0), ..quiet_options() }).expect("cpu 0");
+    wal.append(1, 1, b"pinned").expect("append");
+    assert!(wal.wait_durable(1, WAIT).expect("io ok"));
+    drop(wal);
+    let err = Wal::open(dir.path(), WalOptions { io_cpu: Some(100_000), ..quiet_options() })
+        .expect_err("no such cpu");
+    assert!(matches!(err, LogError::Options { name: "io_cpu", .. }), "{err}");
+}

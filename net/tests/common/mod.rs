@@ -66,6 +66,7 @@ pub enum Got {
         index: LogIndex,
         changes: Vec<LevelChange>,
     },
+    Reference(RequestId, Vec<AssetInfo>, Vec<MarketInfo>, bool),
 }
 
 pub fn to_owned(message: ServerMessage<'_>) -> Got {
@@ -88,6 +89,9 @@ pub fn to_owned(message: ServerMessage<'_>) -> Got {
         }
         M::BookUpdate { market, index, changes, .. } => {
             return Got::BookUpdate { market, index, changes: changes.to_vec() }
+        }
+        M::Reference { request_id, assets, markets, truncated } => {
+            return Got::Reference(request_id, assets.to_vec(), markets.to_vec(), truncated)
         }
         M::LogonChallenge { nonce, protocol_version } => {
             M::LogonChallenge { nonce, protocol_version }
