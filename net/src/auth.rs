@@ -141,6 +141,11 @@ impl KeyStore {
         Ok(store)
     }
 
+    /// Every key, by ascending key id.
+    pub fn iter(&self) -> impl Iterator<Item = &ApiKey> + '_ {
+        self.keys.values()
+    }
+
     pub fn get(&self, key_id: KeyId) -> Option<&ApiKey> {
         self.keys.get(&key_id)
     }

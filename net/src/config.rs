@@ -127,10 +127,8 @@ pub struct GatewaySection {
     pub rate_burst: Option<u32>,
     pub outbound_bytes_max: Option<usize>,
     pub connections_max: Option<usize>,
-    pub sessions_max: Option<usize>,
     pub journal_messages_max: Option<usize>,
     pub journal_bytes_max: Option<usize>,
-    pub session_linger_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -338,9 +336,7 @@ impl GatewaySection {
             },
             outbound_bytes_max: self.outbound_bytes_max.unwrap_or(d.outbound_bytes_max),
             connections_max: self.connections_max.unwrap_or(d.connections_max),
-            sessions_max: self.sessions_max.unwrap_or(d.sessions_max),
             journal,
-            session_linger_ns: ms(self.session_linger_ms, d.session_linger_ns),
             ..d
         };
         config.validate().map_err(|e| err(format!("gateway: {e}")))?;

@@ -21,9 +21,8 @@ use std::time::Instant;
 
 use bourse_engine::{Command, Event, Exchange, LogIndex};
 use bourse_replication::{
-    decode_command_payload_origin, encode_command_payload_with_origin, AppendError,
-    CommandPayload, DurabilityMode, EntryOrigin, Membership, SnapshotStore, WalHandle,
-    WalOptions,
+    decode_command_payload_origin, encode_command_payload_with_origin, AppendError, CommandPayload,
+    DurabilityMode, EntryOrigin, Membership, SnapshotStore, WalHandle, WalOptions,
 };
 use sha2::{Digest, Sha256};
 
@@ -69,11 +68,6 @@ impl WalLog {
             failure: None,
         }
     }
-
-    /// Closes the WAL: everything appended is written and fsynced first.
-    pub fn close(self) -> Result<(), String> {
-        self.wal.close().map(|_| ()).map_err(|e| e.to_string())
-    }
 }
 
 impl CommandLog for WalLog {
@@ -115,6 +109,15 @@ impl CommandLog for WalLog {
             self.wal.compact(keep_from);
         }
     }
+
+    fn close(self) -> Result<(), String> {
+        let stats = self.wal.close().map_err(|e| e.to_string())?;
+        eprintln!(
+            "bourse: log closed: {} entries in {} fsyncs this run, {} bytes",
+            stats.appends, stats.fsyncs, stats.bytes_written
+        );
+        Ok(())
+    }
 }
 
 /// What a log entry records about where its command came from.
@@ -147,9 +150,8 @@ pub fn snapshot_payload(engine: &[u8], streams: &[u8]) -> Vec<u8> {
 
 /// Splits a node snapshot payload into engine bytes and stream bytes.
 pub fn split_snapshot_payload(payload: &[u8]) -> Result<(&[u8], &[u8]), String> {
-    let rest = payload
-        .strip_prefix(&NODE_SNAPSHOT_MAGIC[..])
-        .ok_or("not a node snapshot (bad magic)")?;
+    let rest =
+        payload.strip_prefix(&NODE_SNAPSHOT_MAGIC[..]).ok_or("not a node snapshot (bad magic)")?;
     let take = |bytes: &[u8]| -> Result<(usize, usize), String> {
         let len = bytes.get(..8).ok_or("truncated length")?;
         let len = u64::from_le_bytes(len.try_into().expect("8 bytes"));
@@ -191,25 +193,26 @@ impl SnapshotThread {
         keep_from: Arc<AtomicU64>,
     ) -> std::io::Result<SnapshotThread> {
         let (jobs, receiver) = mpsc::channel::<SnapshotJob>();
-        let thread = std::thread::Builder::new().name("bourse-snapshot".into()).spawn(move || {
-            for job in receiver {
-                let started = Instant::now();
-                match write_snapshot(&store, &job) {
-                    Ok((bytes, keep)) => {
-                        if let Some(keep) = keep {
-                            keep_from.fetch_max(keep, Ordering::AcqRel);
+        let thread =
+            std::thread::Builder::new().name("bourse-snapshot".into()).spawn(move || {
+                for job in receiver {
+                    let started = Instant::now();
+                    match write_snapshot(&store, &job) {
+                        Ok((bytes, keep)) => {
+                            if let Some(keep) = keep {
+                                keep_from.fetch_max(keep, Ordering::AcqRel);
+                            }
+                            eprintln!(
+                                "bourse: snapshot at index {} written ({bytes} bytes in {} ms)",
+                                job.index,
+                                started.elapsed().as_millis()
+                            );
                         }
-                        eprintln!(
-                            "bourse: snapshot at index {} written ({bytes} bytes in {} ms)",
-                            job.index,
-                            started.elapsed().as_millis()
-                        );
+                        Err(e) => eprintln!("bourse: snapshot at index {} FAILED: {e}", job.index),
                     }
-                    Err(e) => eprintln!("bourse: snapshot at index {} FAILED: {e}", job.index),
+                    in_flight.store(false, Ordering::Release);
                 }
-                in_flight.store(false, Ordering::Release);
-            }
-        })?;
+            })?;
         Ok(SnapshotThread { jobs, thread })
     }
 
@@ -225,7 +228,10 @@ impl SnapshotThread {
     }
 }
 
-fn write_snapshot(store: &SnapshotStore, job: &SnapshotJob) -> Result<(usize, Option<u64>), String> {
+fn write_snapshot(
+    store: &SnapshotStore,
+    job: &SnapshotJob,
+) -> Result<(usize, Option<u64>), String> {
     let mut engine = Vec::new();
     job.engine.encode_snapshot(&mut engine);
     // The state hash is SHA-256 of the canonical encoding: no second encode needed.
@@ -265,8 +271,8 @@ pub fn recover(
     data_dir: &Path,
     keep: usize,
     wal_options: WalOptions,
-    mut engine: Exchange,
-    mut gateway: Gateway,
+    engine: Exchange,
+    gateway: Gateway,
 ) -> Result<Recovered, String> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
@@ -274,6 +280,8 @@ pub fn recover(
     let mut actions = Vec::new();
     let mut restored = false;
     let mut replayed = 0u64;
+    // Both callbacks rebuild the same pair, one after the other.
+    let state = std::cell::RefCell::new((engine, gateway));
     let node = bourse_replication::recover_node(
         &log_dir(data_dir),
         &snapshot_dir(data_dir),
@@ -285,8 +293,9 @@ pub fn recover(
             if decoded.state_hash() != snapshot.info.state_hash {
                 return Err("the engine state does not match the snapshot's state hash".into());
             }
-            engine = decoded;
-            gateway.import_streams(streams)?;
+            let mut state = state.borrow_mut();
+            state.0 = decoded;
+            state.1.import_streams(streams)?;
             restored = true;
             Ok(())
         },
@@ -297,6 +306,8 @@ pub fn recover(
                 return Ok(());
             };
             let command = Command::decode(command_bytes).map_err(|e| e.to_string())?;
+            let mut state = state.borrow_mut();
+            let (engine, gateway) = &mut *state;
             events.clear();
             engine.apply(entry.index, time_ns, &command, &mut events).map_err(|e| e.to_string())?;
             actions.clear();
@@ -306,6 +317,7 @@ pub fn recover(
         },
     )
     .map_err(|e| e.to_string())?;
+    let (engine, gateway) = state.into_inner();
     let last_index = node.wal.next_index() - 1;
     let fresh = !restored && last_index == 0;
     if !fresh {

@@ -63,6 +63,17 @@ impl Journal {
         }
     }
 
+    /// An empty journal whose first message will get sequence number `next_seq` (a
+    /// stream restored from a snapshot continues its numbering).
+    pub fn starting_at(limits: JournalLimits, next_seq: Seq) -> Journal {
+        assert!(next_seq >= 1);
+        Journal { first_seq: next_seq, next_seq, ..Journal::new(limits) }
+    }
+
+    pub fn limits(&self) -> JournalLimits {
+        self.limits
+    }
+
     /// The sequence number the next appended frame must carry.
     pub fn next_seq(&self) -> Seq {
         self.next_seq

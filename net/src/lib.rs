@@ -19,6 +19,7 @@
 //! - [`shard`]: the shard core: sequencer, command-log seam, engine loop.
 //! - [`server`]: the `bourse` daemon: pinned net core (monoio, io_uring) + shard core.
 //! - [`config`]: the daemon's TOML configuration (defaults: the demo exchange).
+//! - [`durable`]: the command log on disk, snapshots (engine + report streams), recovery.
 //!
 //! See net/README.md for the protocol rules (sessions, resume, limits, errors).
 
@@ -27,6 +28,7 @@ pub mod client;
 pub mod client_async;
 pub mod codec;
 pub mod config;
+pub mod durable;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -625,16 +625,19 @@ impl ServerMessage<'_> {
     /// Whether the message takes a session sequence number (and is kept for resume).
     /// Session control and market data are not sequenced.
     pub fn is_sequenced(&self) -> bool {
-        !matches!(
-            self,
-            ServerMessage::LogonChallenge { .. }
-                | ServerMessage::LogonAck(_)
-                | ServerMessage::LogonReject(_)
-                | ServerMessage::Logout { .. }
-                | ServerMessage::Heartbeat { .. }
-                | ServerMessage::BookSnapshot { .. }
-                | ServerMessage::BookUpdate { .. }
-                | ServerMessage::PublicTrade(_)
-        )
+        match self {
+            // Engine outcomes are history, rebuilt from the command log on replay.
+            ServerMessage::Accepted(_)
+            | ServerMessage::Trade(_)
+            | ServerMessage::Done(_)
+            | ServerMessage::Amended(_)
+            | ServerMessage::MassCancelDone(_)
+            | ServerMessage::BalanceUpdate(_)
+            | ServerMessage::AdminAck(_) => true,
+            ServerMessage::Rejected(r) => matches!(r.cause, RejectCause::Engine { .. }),
+            // Session control, market data and answers to queries belong to one
+            // connection.
+            _ => false,
+        }
     }
 }

@@ -21,8 +21,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -32,15 +33,18 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use monoio::net::{TcpListener, TcpStream};
 
 use crate::auth::KeyStore;
-use crate::config::Config;
+use crate::config::{Config, Durability};
+use crate::durable::{self, SnapshotJob, SnapshotThread, WalLog};
 use crate::protocol::{
     AssetInfo, MarketInfo, OpenOrderInfo, SessionReason, OPEN_ORDERS_PER_REPLY_MAX,
     REFERENCE_ASSETS_MAX, REFERENCE_MARKETS_MAX,
 };
 use crate::session::{Action, ConnId, Gateway, Origin, Query as GatewayQuery};
 use crate::shard::{
-    Bells, CommandLog, MemoryLog, Output, Query, Reply, Request, Shard, ShardOptions, SystemClock,
+    Bells, CommandLog, MemoryLog, Output, Query, Reply, Request, Shard, ShardOptions,
+    SnapshotPolicy, SystemClock,
 };
+use bourse_replication::{DurabilityMode, WalOptions};
 
 /// Bytes one socket read takes at most.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -111,6 +115,9 @@ struct ConnIo {
 pub struct ServerReport {
     pub engine: Exchange,
     pub connections_served: u64,
+    /// Why the server stopped on its own (the command log failed); `None` on a clean
+    /// shutdown.
+    pub failure: Option<String>,
 }
 
 /// Everything the net core's tasks share. Lives on the net core's thread only.
@@ -130,7 +137,10 @@ struct NetCore {
     stop: LocalNotify,
     /// The shard stopped on a log failure: exit with an error.
     fatal: Cell<bool>,
-    snapshots: crate::shard::SnapshotPolicy,
+    snapshots: SnapshotPolicy,
+    snapshot_thread: RefCell<Option<SnapshotThread>>,
+    /// Events of the command being received, until its `Applied` marker.
+    events: RefCell<Vec<Event>>,
     connections_served: Cell<u64>,
     /// Commands the server issued itself (the bootstrap) still to be applied; nobody
     /// is let in before they are, so no client sees a half-built exchange.
@@ -247,26 +257,39 @@ impl NetCore {
         self.backlog.borrow().len() >= BACKLOG_REQUESTS_MAX
     }
 
-    /// A copy of the engine to snapshot (durable storage wires this up).
-    fn snapshot(&self, _index: u64, engine: Box<Exchange>) {
-        drop(engine);
-        self.snapshots.in_flight.store(false, Ordering::Release);
+    /// A copy of the engine right after `index`. Every output before it has gone
+    /// through the gateway and none after, so the streams are exported at exactly the
+    /// same point; the snapshot thread encodes and writes both.
+    fn snapshot(&self, index: u64, engine: Box<Exchange>) {
+        let thread = self.snapshot_thread.borrow();
+        match thread.as_ref() {
+            Some(thread) => {
+                let streams = self.gateway.borrow().export_streams();
+                thread.submit(SnapshotJob { index, engine, streams });
+            }
+            None => self.snapshots.in_flight.store(false, Ordering::Release),
+        }
     }
 
     /// Handles what the shard produced; true if there was anything.
-    fn drain_outputs(&self, events: &mut Vec<Event>) -> bool {
+    fn drain_outputs(&self) -> bool {
         let mut handled = 0;
         let now = now_ns();
         loop {
             let output = self.outputs.borrow_mut().pop();
             let Ok(output) = output else { break };
             handled += 1;
+            if let Output::Snapshot { index, engine } = output {
+                self.snapshot(index, engine);
+                continue;
+            }
             let mut actions = self.actions.borrow_mut();
             let mut gateway = self.gateway.borrow_mut();
+            let mut events = self.events.borrow_mut();
             match output {
                 Output::Event(event) => events.push(event),
                 Output::Applied { origin, .. } => {
-                    gateway.on_events(origin, events, now, &mut actions);
+                    gateway.on_events(origin, &events, now, &mut actions);
                     events.clear();
                     if origin.is_none() && self.bootstrap_left.get() > 0 {
                         self.bootstrap_left.set(self.bootstrap_left.get() - 1);
@@ -278,14 +301,14 @@ impl NetCore {
                 Output::Reply { origin, index, reply } => {
                     reply_to_gateway(&mut gateway, origin, index, reply, now, &mut actions)
                 }
-                Output::Snapshot { index, engine } => self.snapshot(index, engine),
+                Output::Snapshot { .. } => unreachable!("handled above"),
                 Output::Fatal(why) => {
                     eprintln!("bourse: the command log failed, stopping: {why}");
                     self.fatal.set(true);
                     self.stop.notify();
                 }
             }
-            drop((actions, gateway));
+            drop((actions, gateway, events));
             if handled % OUTPUT_BATCH_MAX == 0 {
                 self.settle();
             }
@@ -368,19 +391,32 @@ pub fn pin_current(what: &str, cpu: usize, pin: bool) {
     }
 }
 
-/// The pieces `run_with` needs beyond the config: an engine (fresh or recovered) and the
-/// command log the shard core appends to.
+/// The pieces `run_with` needs beyond the config: an engine and report streams (fresh
+/// or recovered), the command log the shard core appends to, and, with a data
+/// directory, where snapshots go.
 pub struct Start<L> {
     pub engine: Exchange,
+    pub gateway: Gateway,
     /// The log's last index (the sequencer continues after it).
     pub last_index: u64,
     pub last_time_ns: u64,
     /// When the shard hands over engine copies to snapshot (`SnapshotPolicy::never()`
     /// without a data directory).
-    pub snapshots: crate::shard::SnapshotPolicy,
+    pub snapshots: SnapshotPolicy,
     pub log: L,
     /// Commands to run before anything else (the config's bootstrap on a fresh exchange).
     pub bootstrap: Vec<bourse_engine::Command>,
+    /// The bells between the cores (the WAL's io thread rings the shard's).
+    pub bells: Arc<Bells>,
+    /// Writes snapshots; `None` without a data directory.
+    pub snapshot_thread: Option<SnapshotThread>,
+}
+
+fn new_gateway(config: &Config) -> Result<Gateway, ServerError> {
+    let keys = KeyStore::new(config.keys.iter().cloned())
+        .map_err(|e| ServerError::Config(format!("keys: {e}")))?;
+    Gateway::new(config.gateway, keys, now_ns())
+        .map_err(|e| ServerError::Config(format!("gateway: {e}")))
 }
 
 impl Start<MemoryLog> {
@@ -390,18 +426,88 @@ impl Start<MemoryLog> {
             Exchange::new(config.engine).map_err(|e| ServerError::Config(e.to_string()))?;
         Ok(Start {
             engine,
+            gateway: new_gateway(config)?,
             last_index: 0,
             last_time_ns: 0,
-            snapshots: crate::shard::SnapshotPolicy::never(),
+            snapshots: SnapshotPolicy::never(),
             log: MemoryLog::default(),
             bootstrap: config.bootstrap.clone(),
+            bells: Arc::new(Bells::default()),
+            snapshot_thread: None,
         })
     }
 }
 
-/// Runs a memory-only server until `stop` is set.
+impl Start<WalLog> {
+    /// The exchange in `data_dir`: recovered from its newest snapshot and log, or fresh
+    /// (then set up by the config's bootstrap, through the log like any command).
+    pub fn durable(config: &Config, data_dir: &Path) -> Result<Start<WalLog>, ServerError> {
+        let storage = &config.storage;
+        let engine =
+            Exchange::new(config.engine).map_err(|e| ServerError::Config(e.to_string()))?;
+        let bells = Arc::new(Bells::default());
+        let ring = bells.clone();
+        let io_cpu = (config.server.pin && cpu_exists(config.server.io_core))
+            .then_some(config.server.io_core);
+        let wal_options = WalOptions {
+            // An fsync that commits entries (disk mode) wakes a parked shard core.
+            on_durable: Some(Arc::new(move |_| ring.ring_shard())),
+            io_cpu,
+            ..WalOptions::default()
+        };
+        let gateway = new_gateway(config)?;
+        let recovered =
+            durable::recover(data_dir, storage.snapshots_keep, wal_options, engine, gateway)
+                .map_err(ServerError::Storage)?;
+        let snapshots = SnapshotPolicy {
+            every_entries: storage.snapshot_every_entries,
+            every: (storage.snapshot_every_secs > 0)
+                .then(|| Duration::from_secs(storage.snapshot_every_secs)),
+            requested: Arc::new(AtomicBool::new(false)),
+            in_flight: Arc::new(AtomicBool::new(false)),
+        };
+        let keep_from = Arc::new(AtomicU64::new(0));
+        let snapshot_thread =
+            SnapshotThread::spawn(recovered.store, snapshots.in_flight.clone(), keep_from.clone())
+                .map_err(ServerError::Runtime)?;
+        let mode = match storage.durability {
+            Durability::Memory => DurabilityMode::Memory,
+            Durability::Disk => DurabilityMode::Disk,
+        };
+        let last_time_ns = recovered.engine.last_time_ns();
+        Ok(Start {
+            engine: recovered.engine,
+            gateway: recovered.gateway,
+            last_index: recovered.last_index,
+            last_time_ns,
+            snapshots,
+            log: WalLog::new(recovered.wal, mode, keep_from),
+            bootstrap: if recovered.fresh { config.bootstrap.clone() } else { Vec::new() },
+            bells,
+            snapshot_thread: Some(snapshot_thread),
+        })
+    }
+}
+
+fn cpu_exists(cpu: usize) -> bool {
+    core_affinity::get_core_ids().unwrap_or_default().iter().any(|c| c.id == cpu)
+}
+
+/// Runs the server the config describes until `stop` is set: memory only, or durable
+/// in `storage.data_dir`. SIGUSR1 asks for a snapshot.
 pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<ServerReport, ServerError> {
-    run_with(config, Start::memory(config)?, stop, |_| {})
+    match &config.storage.data_dir {
+        None => run_with(config, Start::memory(config)?, stop, |_| {}),
+        Some(dir) => {
+            let start = Start::durable(config, dir)?;
+            signal_hook::flag::register(
+                signal_hook::consts::SIGUSR1,
+                start.snapshots.requested.clone(),
+            )
+            .map_err(ServerError::Runtime)?;
+            run_with(config, start, stop, |_| {})
+        }
+    }
 }
 
 /// Runs the server with a given engine and command log until `stop` is set; `ready` is
@@ -412,13 +518,6 @@ pub fn run_with<L: CommandLog + Send + 'static>(
     stop: Arc<AtomicBool>,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<ServerReport, ServerError> {
-    let keys = KeyStore::new(config.keys.iter().cloned())
-        .map_err(|e| ServerError::Config(format!("keys: {e}")))?;
-    // Session ids from before a restart must never match a new session.
-    let gateway_config =
-        crate::session::GatewayConfig { first_session_id: now_ns() / 1000, ..config.gateway };
-    let gateway = Gateway::new(gateway_config, keys, now_ns())
-        .map_err(|e| ServerError::Config(format!("gateway: {e}")))?;
     let listener = TcpListener::bind(config.server.listen)
         .map_err(|source| ServerError::Listen { addr: config.server.listen, source })?;
     let local = listener.local_addr().map_err(ServerError::Runtime)?;
@@ -426,7 +525,7 @@ pub fn run_with<L: CommandLog + Send + 'static>(
     let (mut requests_tx, requests_rx) =
         rtrb::RingBuffer::<Request>::new(config.server.ring_entries);
     let (outputs_tx, outputs_rx) = rtrb::RingBuffer::<Output>::new(config.server.ring_entries);
-    let bells = Arc::new(Bells::default());
+    let bells = start.bells.clone();
     let bootstrap_len = start.bootstrap.len();
     for command in start.bootstrap {
         // The ring is empty and sized for thousands; a bootstrap larger than it is a
@@ -449,6 +548,7 @@ pub fn run_with<L: CommandLog + Send + 'static>(
         start.snapshots.clone(),
     );
     let start_snapshots = start.snapshots.clone();
+    let start_index = start.last_index;
     let shard_bells = bells.clone();
     let (shard_core, pin) = (config.server.shard_core, config.server.pin);
     let shard_thread = std::thread::Builder::new()
@@ -466,7 +566,7 @@ pub fn run_with<L: CommandLog + Send + 'static>(
         .build()
         .map_err(ServerError::Runtime)?;
     let core = Rc::new(NetCore {
-        gateway: RefCell::new(gateway),
+        gateway: RefCell::new(start.gateway),
         conns: RefCell::new(HashMap::new()),
         requests: RefCell::new(requests_tx),
         backlog: RefCell::new(VecDeque::new()),
@@ -479,6 +579,8 @@ pub fn run_with<L: CommandLog + Send + 'static>(
         stop: LocalNotify::default(),
         fatal: Cell::new(false),
         snapshots: start_snapshots,
+        snapshot_thread: RefCell::new(start.snapshot_thread),
+        events: RefCell::new(Vec::with_capacity(4096)),
         connections_served: Cell::new(0),
         bootstrap_left: Cell::new(bootstrap_len),
         bootstrap_done: LocalNotify::default(),
@@ -487,31 +589,45 @@ pub fn run_with<L: CommandLog + Send + 'static>(
     ready(local);
     eprintln!("bourse: listening on {local}");
     runtime.block_on(net_main(core.clone(), listener, stop));
-    // Everything before the shutdown request is applied; then the shard hands the
-    // engine back.
+    // Everything before the shutdown request is applied; the outputs still in the ring
+    // go through the gateway as usual, so the report streams end where the engine does.
     let mut shutdown = Request::Shutdown;
     loop {
         match core.requests.borrow_mut().push(shutdown) {
             Ok(()) => break,
-            Err(rtrb::PushError::Full(back)) => {
-                shutdown = back;
-                std::thread::yield_now();
-            }
+            Err(rtrb::PushError::Full(back)) => shutdown = back,
         }
-        // Keep draining so the shard is never stuck on a full output ring.
-        while core.outputs.borrow_mut().pop().is_ok() {}
+        core.drain_outputs();
+        std::thread::yield_now();
     }
     bells.ring_shard();
-    let consumer_keepalive = core.clone();
-    let engine = loop {
+    let (engine, log) = loop {
         if shard_thread.is_finished() {
             break shard_thread.join().expect("the shard core does not panic");
         }
-        while consumer_keepalive.outputs.borrow_mut().pop().is_ok() {}
+        core.drain_outputs();
         bells.ring_shard();
         std::thread::sleep(Duration::from_millis(1));
     };
-    Ok(ServerReport { engine, connections_served: core.connections_served.get() })
+    core.drain_outputs();
+    let mut failure = log.close().err();
+    if let Some(thread) = core.snapshot_thread.borrow_mut().take() {
+        if failure.is_none() && !core.fatal.get() && engine.last_index() > start_index {
+            // A last snapshot makes the next start fast; the log is closed and complete.
+            let streams = core.gateway.borrow().export_streams();
+            let job = SnapshotJob {
+                index: engine.last_index(),
+                engine: Box::new(engine.clone()),
+                streams,
+            };
+            thread.submit(job);
+        }
+        thread.finish();
+    }
+    if core.fatal.get() && failure.is_none() {
+        failure = Some("the command log failed (see above)".into());
+    }
+    Ok(ServerReport { engine, connections_served: core.connections_served.get(), failure })
 }
 
 async fn net_main(core: Rc<NetCore>, listener: TcpListener, stop: Arc<AtomicBool>) {
@@ -658,9 +774,8 @@ async fn write_loop(
 }
 
 async fn response_task(core: Rc<NetCore>) {
-    let mut events = Vec::with_capacity(4096);
     loop {
-        if core.drain_outputs(&mut events) {
+        if core.drain_outputs() {
             // Let the connection tasks run between batches.
             yield_now().await;
             continue;

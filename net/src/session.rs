@@ -19,29 +19,31 @@
 //! # Connections and sessions
 //!
 //! A *connection* is one TCP connection: it awaits a logon, is logged on, or is closing.
-//! A *session* is the resumable stream of sequenced server messages of one API key: it is
-//! created by a logon with `session_id = 0`, gets a server-assigned `SessionId`, and
-//! outlives its connection for `session_linger_ns` so that a client can reconnect and
-//! resume it (`Logon { session_id, resume_from_seq }`, same key only). Sequence numbers
-//! belong to the session, not to the connection: they continue across reconnects.
-//! Every execution report, balance update, query reply and reject of an account goes to
-//! every session of that account, live or lingering, each with its own numbering.
+//! A *session* is the resumable stream of sequenced server messages of one API key:
+//! every key has exactly one, from the start, and its id is the key id. Sequence numbers
+//! belong to the stream, so they continue across reconnects and across restarts of the
+//! server. A key's stream receives its account's execution reports and balance updates
+//! (an admin key's: the admin outcomes), whether or not it is connected.
+//!
+//! Only what derives from the command log is sequenced: execution reports, balance
+//! updates and admin outcomes, in log order. Each command's log entry records the key and
+//! request id it came from, so replaying the log rebuilds every stream exactly, request
+//! ids included (`durable.rs`), and a snapshot carries the streams at its index
+//! (`export_streams` / `import_streams`). Replies to queries, session-level rejects and
+//! market data are answers on one connection, not history: they carry sequence number 0
+//! and are not kept.
 //!
 //! # Exactly once
 //!
-//! Every sequenced message is appended to the session's bounded [`Journal`] first; a
+//! Every sequenced message is appended to the stream's bounded [`Journal`] first; a
 //! connection is fed from the journal through a cursor (`deliver_seq`) that only moves
 //! forward. A reconnecting client names the first sequence number it has not processed;
 //! the new connection's cursor starts there, so each message reaches the client once per
 //! request and none is skipped. If the journal no longer holds that sequence number, the
 //! logon is refused with `ResumeTooOld` (and the oldest retained / next numbers), never
 //! silently patched over. A connection whose cursor falls behind the journal (it stopped
-//! reading while messages kept coming) is closed with `SlowConsumer`.
-//!
-//! Session ids start at `first_session_id`; the server should seed it from the boot time
-//! so that ids from before a restart are `UnknownSession`, not someone else's session.
-//! Journals live in this net core's memory: a restart or another net core cannot resume
-//! them (clients then log on afresh and query balances and open orders).
+//! reading while messages kept coming) is closed with `SlowConsumer`. A stream is on one
+//! connection at a time: a newer logon of the same key takes it over (`Replaced`).
 //!
 //! Everything here lives on one net core and is `!Sync` by design.
 
@@ -90,14 +92,6 @@ pub struct GatewayConfig {
     pub connections_max: usize,
     /// Retained sequenced messages per session.
     pub journal: JournalLimits,
-    /// Sessions held (attached or lingering).
-    pub sessions_max: usize,
-    /// Sessions held per API key.
-    pub sessions_per_key_max: usize,
-    /// How long a session without a connection is kept for resume.
-    pub session_linger_ns: u64,
-    /// The first session id handed out (seed it from the boot time).
-    pub first_session_id: SessionId,
 }
 
 impl Default for GatewayConfig {
@@ -113,10 +107,6 @@ impl Default for GatewayConfig {
             subscriptions_max: 64,
             connections_max: 1024,
             journal: JournalLimits { messages_max: 16_384, bytes_max: 2 << 20 },
-            sessions_max: 1024,
-            sessions_per_key_max: 8,
-            session_linger_ns: 300_000_000_000,
-            first_session_id: 1,
         }
     }
 }
@@ -132,7 +122,7 @@ impl GatewayConfig {
         let largest_frame = frame::FRAME_HEADER_BYTES + frame::SERVER_FRAME_BYTES_MAX;
         // LogonAck reports the timers in milliseconds as u32.
         let ms_max = u32::MAX as u64 * 1_000_000;
-        let checks: [(bool, &'static str); 12] = [
+        let checks: [(bool, &'static str); 10] = [
             (
                 self.frame_bytes_max >= FRAME_BYTES_MAX_FLOOR
                     && self.frame_bytes_max <= frame::FRAME_BYTES_MAX_CEILING,
@@ -159,9 +149,7 @@ impl GatewayConfig {
                 self.journal.bytes_max >= largest_frame && self.journal.messages_max > 0,
                 "journal must hold the largest server frame",
             ),
-            (self.connections_max > 0 && self.sessions_max > 0, "need connections and sessions"),
-            (self.sessions_per_key_max > 0, "sessions_per_key_max must be positive"),
-            (self.first_session_id > 0, "first_session_id must be positive"),
+            (self.connections_max > 0, "connections_max must be positive"),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, message)) => Err(ConfigError::Invalid(message)),
@@ -176,6 +164,9 @@ impl GatewayConfig {
 pub struct ConnId(u64);
 
 impl ConnId {
+    /// No connection: the origin of a replayed command (its connection is long gone).
+    pub const NONE: ConnId = ConnId(u64::MAX);
+
     fn new(slot: usize, generation: u32) -> ConnId {
         ConnId(((generation as u64) << 32) | slot as u64)
     }
@@ -331,12 +322,8 @@ fn mark_dirty(c: &mut Connection, dirty: &mut Vec<ConnId>) {
 /// A resumable stream of sequenced messages for one API key.
 #[derive(Debug)]
 struct Session {
-    key_id: KeyId,
-    role: Role,
     journal: Journal,
     attached: Option<ConnId>,
-    /// When the session lost its connection (meaningful while `attached` is `None`).
-    detached_since_ns: u64,
 }
 
 /// Counters for operators and tests.
@@ -368,10 +355,8 @@ pub struct Gateway {
     generations: Vec<u32>,
     free_slots: Vec<usize>,
     sessions: BTreeMap<SessionId, Session>,
-    sessions_by_key: BTreeMap<KeyId, Vec<SessionId>>,
     sessions_by_account: BTreeMap<AccountId, Vec<SessionId>>,
     admin_sessions: Vec<SessionId>,
-    next_session_id: SessionId,
     started_ns: u64,
     /// Scratch: sessions an event goes to.
     targets: Vec<SessionId>,
@@ -387,7 +372,7 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(config: GatewayConfig, keys: KeyStore, now_ns: u64) -> Result<Gateway, ConfigError> {
         config.validate()?;
-        Ok(Gateway {
+        let mut gateway = Gateway {
             config,
             keys,
             verifier: frame::verifier_options(config.frame_bytes_max),
@@ -399,17 +384,20 @@ impl Gateway {
             generations: Vec::new(),
             free_slots: Vec::new(),
             sessions: BTreeMap::new(),
-            sessions_by_key: BTreeMap::new(),
             sessions_by_account: BTreeMap::new(),
             admin_sessions: Vec::new(),
-            next_session_id: config.first_session_id,
             started_ns: now_ns,
             targets: Vec::new(),
             level_changes: Vec::new(),
             changes: Vec::new(),
             dirty: Vec::new(),
             stats: GatewayStats::default(),
-        })
+        };
+        let streams: Vec<(KeyId, Role)> = gateway.keys.iter().map(|k| (k.key_id, k.role)).collect();
+        for (key_id, role) in streams {
+            gateway.add_stream(key_id, role);
+        }
+        Ok(gateway)
     }
 
     pub fn config(&self) -> &GatewayConfig {
@@ -465,9 +453,9 @@ impl Gateway {
 
     /// The socket is gone (closed by either side). Frees the connection; a logged-on
     /// session is kept for resume, and cancel-on-disconnect fires if it was asked for.
-    pub fn on_disconnected(&mut self, conn: ConnId, now_ns: u64, actions: &mut Vec<Action>) {
+    pub fn on_disconnected(&mut self, conn: ConnId, _now_ns: u64, actions: &mut Vec<Action>) {
         let Some(slot) = self.slot(conn) else { return };
-        self.end_connection(slot, now_ns, true, actions);
+        self.end_connection(slot, true, actions);
         self.conns[slot] = None;
         self.generations[slot] = self.generations[slot].wrapping_add(1);
         self.free_slots.push(slot);
@@ -606,7 +594,7 @@ impl Gateway {
             (ConnState::AwaitingLogon { .. }, _) => {
                 self.close_slot(slot, now_ns, SessionReason::NotLoggedOn, actions);
             }
-            (ConnState::LoggedOn(logged_on), Err(error)) => {
+            (ConnState::LoggedOn(_), Err(error)) => {
                 let (request_id, body_type) = match error {
                     DecodeError::UnknownMessage { request_id, body_type }
                     | DecodeError::InvalidField { request_id, body_type, .. } => {
@@ -614,14 +602,14 @@ impl Gateway {
                     }
                     DecodeError::Malformed(_) => (0, 0),
                 };
-                if self.take_token(slot, now_ns, &logged_on, request_id, body_type, actions) {
+                if self.take_token(slot, now_ns, request_id, body_type, actions) {
                     let reason = error.session_reason();
-                    self.reject(slot, now_ns, &logged_on, request_id, body_type, reason, actions);
+                    self.reject(slot, now_ns, request_id, body_type, reason, actions);
                 }
             }
             (ConnState::LoggedOn(logged_on), Ok((request_id, request))) => {
                 let body_type = body_type_of(&request);
-                if self.take_token(slot, now_ns, &logged_on, request_id, body_type, actions) {
+                if self.take_token(slot, now_ns, request_id, body_type, actions) {
                     self.on_request(slot, now_ns, logged_on, request_id, request, actions);
                 }
             }
@@ -633,7 +621,6 @@ impl Gateway {
         &mut self,
         slot: usize,
         now_ns: u64,
-        logged_on: &LoggedOn,
         request_id: RequestId,
         body_type: BodyType,
         actions: &mut Vec<Action>,
@@ -643,18 +630,18 @@ impl Gateway {
             return true;
         }
         let reason = SessionReason::RateLimited;
-        self.reject(slot, now_ns, logged_on, request_id, body_type, reason, actions);
+        self.reject(slot, now_ns, request_id, body_type, reason, actions);
         false
     }
 
-    /// A session-level reject, sequenced like every reject. Too many in a row close the
-    /// connection, so a client stuck in a loop of bad requests cannot flood its journal.
+    /// A session-level reject: an answer on this connection, not part of the stream
+    /// (sequence number 0). Too many in a row close the connection, so a client stuck in
+    /// a loop of bad requests cannot flood its own outbound buffer.
     #[allow(clippy::too_many_arguments)]
     fn reject(
         &mut self,
         slot: usize,
         now_ns: u64,
-        logged_on: &LoggedOn,
         request_id: RequestId,
         body_type: BodyType,
         reason: SessionReason,
@@ -662,8 +649,8 @@ impl Gateway {
     ) {
         self.stats.session_rejects += 1;
         let report = RejectReport::session(request_id, body_type, reason);
-        let message = ServerMessage::Rejected(report);
-        self.send_sequenced(logged_on.session_id, &message, now_ns, actions);
+        let Some(conn) = self.conns[slot].as_ref().map(|c| c.id) else { return };
+        self.send_reply(conn, &ServerMessage::Rejected(report), now_ns, actions);
         let Some(c) = self.conns[slot].as_mut() else { return };
         c.rejects_in_row += 1;
         if c.rejects_in_row >= self.config.rejects_in_row_max {
@@ -698,7 +685,7 @@ impl Gateway {
                 return self.refuse_logon(slot, now_ns, SessionReason::BadSignature, 0, 0, actions)
             }
         };
-        let session_id = match self.find_or_create_session(now_ns, logon, role) {
+        let session_id = match self.find_session(logon) {
             Ok(id) => id,
             Err((reason, oldest, next)) => {
                 return self.refuse_logon(slot, now_ns, reason, oldest, next, actions)
@@ -707,28 +694,17 @@ impl Gateway {
         self.attach(slot, now_ns, session_id, logon, role, actions);
     }
 
-    /// The session a logon names (checked for resume), or a new one.
-    fn find_or_create_session(
-        &mut self,
-        now_ns: u64,
-        logon: &Logon,
-        role: Role,
-    ) -> Result<SessionId, (SessionReason, Seq, Seq)> {
-        if logon.session_id == 0 {
-            // A new session's journal starts at 1: resuming "from 1" is the same as
-            // not resuming, anything later is ahead.
-            if logon.resume_from_seq > 1 {
-                return Err((SessionReason::ResumeAhead, 0, 1));
-            }
-            return self.create_session(now_ns, logon.key_id, role);
+    /// The key's stream, checked for resume. `session_id` 0 means "the key's stream,
+    /// from now on" unless `resume_from_seq` asks for a replay.
+    fn find_session(&self, logon: &Logon) -> Result<SessionId, (SessionReason, Seq, Seq)> {
+        let id = logon.key_id;
+        if logon.session_id != 0 && logon.session_id != id {
+            // Another key's stream reads as unknown: ids are not secrets, streams are.
+            return Err((SessionReason::UnknownSession, 0, 0));
         }
-        let Some(session) = self.sessions.get(&logon.session_id) else {
+        let Some(session) = self.sessions.get(&id) else {
             return Err((SessionReason::UnknownSession, 0, 0));
         };
-        // Another key's session id reads as unknown: ids are not secrets, sessions are.
-        if session.key_id != logon.key_id {
-            return Err((SessionReason::UnknownSession, 0, 0));
-        }
         if logon.resume_from_seq != 0 {
             match session.journal.check_resume(logon.resume_from_seq) {
                 Ok(()) => {}
@@ -740,69 +716,18 @@ impl Gateway {
                 }
             }
         }
-        Ok(logon.session_id)
-    }
-
-    fn create_session(
-        &mut self,
-        now_ns: u64,
-        key_id: KeyId,
-        role: Role,
-    ) -> Result<SessionId, (SessionReason, Seq, Seq)> {
-        let of_key = self.sessions_by_key.get(&key_id).map_or(0, Vec::len);
-        if of_key >= self.config.sessions_per_key_max && !self.evict_lingering(Some(key_id)) {
-            return Err((SessionReason::SessionsLimit, 0, 0));
-        }
-        if self.sessions.len() >= self.config.sessions_max && !self.evict_lingering(None) {
-            return Err((SessionReason::SessionsLimit, 0, 0));
-        }
-        let id = self.next_session_id;
-        self.next_session_id += 1;
-        let session = Session {
-            key_id,
-            role,
-            journal: Journal::new(self.config.journal),
-            attached: None,
-            detached_since_ns: now_ns,
-        };
-        assert!(self.sessions.insert(id, session).is_none(), "session ids are never reused");
-        self.sessions_by_key.entry(key_id).or_default().push(id);
-        match role {
-            Role::Trader { account } => {
-                self.sessions_by_account.entry(account).or_default().push(id)
-            }
-            Role::Admin => self.admin_sessions.push(id),
-        }
         Ok(id)
     }
 
-    /// Drops the session (of `key_id`, or of any key) that has been without a connection
-    /// the longest. False if every such session is attached.
-    fn evict_lingering(&mut self, key_id: Option<KeyId>) -> bool {
-        let oldest = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.attached.is_none() && key_id.is_none_or(|k| s.key_id == k))
-            .min_by_key(|(id, s)| (s.detached_since_ns, **id))
-            .map(|(id, _)| *id);
-        match oldest {
-            Some(id) => {
-                self.remove_session(id);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn remove_session(&mut self, id: SessionId) {
-        let Some(session) = self.sessions.remove(&id) else { return };
-        assert!(session.attached.is_none(), "only detached sessions are removed");
-        remove_from_index(&mut self.sessions_by_key, session.key_id, id);
-        match session.role {
+    /// The stream of a key: created for every key when the gateway starts.
+    fn add_stream(&mut self, key_id: KeyId, role: Role) {
+        let session = Session { journal: Journal::new(self.config.journal), attached: None };
+        assert!(self.sessions.insert(key_id, session).is_none(), "one stream per key");
+        match role {
             Role::Trader { account } => {
-                remove_from_index(&mut self.sessions_by_account, account, id)
+                self.sessions_by_account.entry(account).or_default().push(key_id)
             }
-            Role::Admin => self.admin_sessions.retain(|s| *s != id),
+            Role::Admin => self.admin_sessions.push(key_id),
         }
     }
 
@@ -912,9 +837,7 @@ impl Gateway {
                 }
                 actions.extend(action);
             }
-            Err(reason) => {
-                self.reject(slot, now_ns, &logged_on, request_id, body_type, reason, actions)
-            }
+            Err(reason) => self.reject(slot, now_ns, request_id, body_type, reason, actions),
         }
     }
 
@@ -945,7 +868,7 @@ impl Gateway {
 
     // ----- Timers ---------------------------------------------------------------------
 
-    /// Heartbeats, logon and idle timeouts, and expiry of lingering sessions. Call it
+    /// Heartbeats, logon and idle timeouts. Call it
     /// at least every `heartbeat_interval_ns / 2`.
     pub fn on_tick(&mut self, now_ns: u64, actions: &mut Vec<Action>) {
         for slot in 0..self.conns.len() {
@@ -972,21 +895,6 @@ impl Gateway {
                 }
             }
         }
-        let linger_ns = self.config.session_linger_ns;
-        let mut expired = std::mem::take(&mut self.targets);
-        expired.clear();
-        expired.extend(
-            self.sessions
-                .iter()
-                .filter(|(_, s)| {
-                    s.attached.is_none() && now_ns.saturating_sub(s.detached_since_ns) >= linger_ns
-                })
-                .map(|(id, _)| *id),
-        );
-        for &id in &expired {
-            self.remove_session(id);
-        }
-        self.targets = expired;
     }
 
     // ----- Outbound -------------------------------------------------------------------
@@ -1057,6 +965,34 @@ impl Gateway {
         c.state = ConnState::LoggedOn(logged_on);
     }
 
+    /// An answer to one connection's request (query reply, session-level reject):
+    /// sequence number 0, not journaled. A connection that cannot take it is closed.
+    fn send_reply(
+        &mut self,
+        conn: ConnId,
+        message: &ServerMessage<'_>,
+        now_ns: u64,
+        actions: &mut Vec<Action>,
+    ) {
+        debug_assert!(!message.is_sequenced());
+        let Some(slot) = self.slot(conn) else { return };
+        self.frame.clear();
+        let encoded = self.encoder.encode_server(0, message, &mut self.frame);
+        // Lists are cut to their named bounds before they get here (tested).
+        assert!(encoded.is_ok(), "reply does not encode: {encoded:?}");
+        let Some(c) = self.conns[slot].as_mut() else { return };
+        if c.state == ConnState::Closing {
+            return;
+        }
+        if c.outbound.pending() + self.frame.len() > self.config.outbound_bytes_max {
+            self.close_slot(slot, now_ns, SessionReason::SlowConsumer, actions);
+            return;
+        }
+        c.outbound.push((&self.frame, &[]));
+        c.last_tx_ns = now_ns;
+        mark_dirty(c, &mut self.dirty);
+    }
+
     /// Market data: unsequenced and not journaled; a connection that cannot take it is
     /// closed (its book would silently go wrong otherwise).
     fn send_market_data(&mut self, market: MarketId, now_ns: u64, actions: &mut Vec<Action>) {
@@ -1090,7 +1026,7 @@ impl Gateway {
             return;
         }
         self.send_control(slot, now_ns, &ServerMessage::Logout { reason });
-        self.end_connection(slot, now_ns, true, actions);
+        self.end_connection(slot, true, actions);
         self.mark_closing(slot, reason, actions);
     }
 
@@ -1098,7 +1034,7 @@ impl Gateway {
     fn close_replaced(&mut self, slot: usize, now_ns: u64, actions: &mut Vec<Action>) {
         let reason = SessionReason::Replaced;
         self.send_control(slot, now_ns, &ServerMessage::Logout { reason });
-        self.end_connection(slot, now_ns, false, actions);
+        self.end_connection(slot, false, actions);
         self.mark_closing(slot, reason, actions);
     }
 
@@ -1114,13 +1050,7 @@ impl Gateway {
 
     /// Detaches a logged-on connection from its session (which lingers for resume) and
     /// fires cancel-on-disconnect when `cancel` and the logon asked for it.
-    fn end_connection(
-        &mut self,
-        slot: usize,
-        now_ns: u64,
-        cancel: bool,
-        actions: &mut Vec<Action>,
-    ) {
+    fn end_connection(&mut self, slot: usize, cancel: bool, actions: &mut Vec<Action>) {
         let Some(c) = self.conns[slot].as_mut() else { return };
         let ConnState::LoggedOn(logged_on) = c.state else { return };
         // Only `mark_closing` or `on_disconnected` may follow; neither reads this state.
@@ -1130,7 +1060,6 @@ impl Gateway {
         if let Some(session) = self.sessions.get_mut(&logged_on.session_id) {
             if session.attached == Some(conn) {
                 session.attached = None;
-                session.detached_since_ns = now_ns;
             }
         }
         if let (true, true, Some(account)) =
@@ -1263,7 +1192,7 @@ impl Gateway {
     ) {
         let balances = &balances[..balances.len().min(BALANCES_PER_REPLY_MAX)];
         let message = ServerMessage::Balances { request_id: origin.request_id, balances };
-        self.send_sequenced(origin.session_id, &message, now_ns, actions);
+        self.send_reply(origin.conn, &message, now_ns, actions);
     }
 
     /// Answer to `Query::OpenOrders`, ascending order id; more than
@@ -1279,7 +1208,7 @@ impl Gateway {
         let orders = &orders[..orders.len().min(OPEN_ORDERS_PER_REPLY_MAX)];
         let message =
             ServerMessage::OpenOrders { request_id: origin.request_id, orders, truncated };
-        self.send_sequenced(origin.session_id, &message, now_ns, actions);
+        self.send_reply(origin.conn, &message, now_ns, actions);
     }
 
     /// Answer to `Query::Status`.
@@ -1298,7 +1227,7 @@ impl Gateway {
             uptime_ns: now_ns.saturating_sub(self.started_ns),
             sessions: self.stats.logged_on as u32,
         };
-        self.send_sequenced(origin.session_id, &ServerMessage::Status(report), now_ns, actions);
+        self.send_reply(origin.conn, &ServerMessage::Status(report), now_ns, actions);
     }
 
     /// Answer to `Query::Reference`: assets and markets in ascending id order; more than
@@ -1317,7 +1246,7 @@ impl Gateway {
         let markets = &markets[..markets.len().min(REFERENCE_MARKETS_MAX)];
         let message =
             ServerMessage::Reference { request_id: origin.request_id, assets, markets, truncated };
-        self.send_sequenced(origin.session_id, &message, now_ns, actions);
+        self.send_reply(origin.conn, &message, now_ns, actions);
     }
 
     /// Answer to `Action::Subscribe`: the book after log index `index`. Updates for
@@ -1367,11 +1296,72 @@ impl Gateway {
         let Some(slot) = self.slot(conn) else { return };
         let Some(c) = self.conns[slot].as_mut() else { return };
         c.subscriptions.retain(|(m, _)| *m != market);
-        let ConnState::LoggedOn(logged_on) = c.state else { return };
+        if !matches!(c.state, ConnState::LoggedOn(_)) {
+            return;
+        }
         let body_type = wire::Body::Subscribe.0;
         let report = RejectReport::session(request_id, body_type, SessionReason::UnknownMarket);
-        let message = ServerMessage::Rejected(report);
-        self.send_sequenced(logged_on.session_id, &message, now_ns, actions);
+        self.send_reply(conn, &ServerMessage::Rejected(report), now_ns, actions);
+    }
+
+    // ----- Snapshots -----------------------------------------------------------------
+
+    /// Every stream's retained messages and numbering, for a snapshot taken at the
+    /// point of the command log this gateway has seen. Format: `STREAMS_MAGIC`, a u64
+    /// count, then per stream its key id, first and next sequence numbers (u64 LE each)
+    /// and each retained frame as a u32 LE length and its bytes.
+    pub fn export_streams(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&STREAMS_MAGIC);
+        out.extend_from_slice(&(self.sessions.len() as u64).to_le_bytes());
+        for (key_id, session) in &self.sessions {
+            let journal = &session.journal;
+            out.extend_from_slice(&key_id.to_le_bytes());
+            out.extend_from_slice(&journal.oldest_seq().to_le_bytes());
+            out.extend_from_slice(&journal.next_seq().to_le_bytes());
+            for seq in journal.oldest_seq()..journal.next_seq() {
+                let (front, back) = journal.get(seq).expect("retained");
+                out.extend_from_slice(&((front.len() + back.len()) as u32).to_le_bytes());
+                out.extend_from_slice(front);
+                out.extend_from_slice(back);
+            }
+        }
+        out
+    }
+
+    /// Restores the streams of `export_streams` (before any connection). A stream of a
+    /// key no longer configured is skipped; a malformed export is an error, never a
+    /// panic.
+    pub fn import_streams(&mut self, bytes: &[u8]) -> Result<(), String> {
+        assert!(self.stats.connections == 0, "streams are restored before any connection");
+        let mut reader = Reader { bytes };
+        if reader.take(STREAMS_MAGIC.len())? != STREAMS_MAGIC {
+            return Err("not a streams export (bad magic)".into());
+        }
+        let count = reader.u64()?;
+        for _ in 0..count {
+            let key_id = reader.u64()?;
+            let (first, next) = (reader.u64()?, reader.u64()?);
+            if first == 0 || next < first {
+                return Err(format!("stream {key_id}: bad sequence numbers {first}..{next}"));
+            }
+            let limits = self.config.journal;
+            let mut journal = Journal::starting_at(limits, first);
+            for _ in first..next {
+                let len = reader.u32()? as usize;
+                if len == 0 || len > limits.bytes_max {
+                    return Err(format!("stream {key_id}: frame of {len} bytes out of bounds"));
+                }
+                journal.append(reader.take(len)?);
+            }
+            if let Some(session) = self.sessions.get_mut(&key_id) {
+                session.journal = journal;
+            }
+        }
+        if !reader.bytes.is_empty() {
+            return Err("trailing bytes after the streams".into());
+        }
+        Ok(())
     }
 
     // ----- Lookup -----------------------------------------------------------------------
@@ -1387,19 +1377,37 @@ impl Gateway {
     }
 }
 
-fn remove_from_index<K: Ord>(index: &mut BTreeMap<K, Vec<SessionId>>, key: K, id: SessionId) {
-    if let Some(ids) = index.get_mut(&key) {
-        ids.retain(|s| *s != id);
-        if ids.is_empty() {
-            index.remove(&key);
-        }
-    }
-}
-
 fn request_id_for(origin: Option<Origin>, session_id: SessionId) -> RequestId {
     match origin {
         Some(o) if o.session_id == session_id => o.request_id,
         _ => 0,
+    }
+}
+
+/// First bytes of `Gateway::export_streams`.
+const STREAMS_MAGIC: [u8; 8] = *b"BRSSTRM1";
+
+/// A bounds-checked cursor over untrusted bytes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.bytes.len() < n {
+            return Err("streams export is truncated".into());
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
 }
 

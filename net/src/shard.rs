@@ -88,7 +88,10 @@ pub enum Output {
     /// A copy of the engine right after `index`: everything before this output belongs
     /// to it, nothing after. The net core adds its own state at the same point and has
     /// it written.
-    Snapshot { index: LogIndex, engine: Box<Exchange> },
+    Snapshot {
+        index: LogIndex,
+        engine: Box<Exchange>,
+    },
     /// The command log failed; the shard has stopped taking commands.
     Fatal(String),
 }
@@ -121,6 +124,13 @@ pub trait CommandLog {
     /// Housekeeping on the shard core between batches (e.g. dropping segments a new
     /// snapshot made unnecessary). Must be cheap.
     fn maintain(&mut self) {}
+    /// Makes everything appended durable and releases the log (clean shutdown).
+    fn close(self) -> Result<(), String>
+    where
+        Self: Sized,
+    {
+        Ok(())
+    }
 }
 
 /// A log that keeps nothing: every sequenced command is committed at once.
@@ -320,13 +330,14 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
         }
     }
 
-    /// Runs until a `Shutdown` request (or the net core goes away); returns the engine.
+    /// Runs until a `Shutdown` request (or the net core goes away); returns the engine
+    /// and the log, for the caller to close.
     pub fn run(
         mut self,
         mut requests: rtrb::Consumer<Request>,
         mut outputs: rtrb::Producer<Output>,
         bells: Arc<Bells>,
-    ) -> Exchange {
+    ) -> (Exchange, L) {
         let _ = bells.shard_thread.set(std::thread::current());
         let mut idle_since: Option<Instant> = None;
         let mut shutting_down = false;
@@ -361,10 +372,10 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
             }
             let drained = self.pending.is_empty() && self.stalled.is_none();
             if shutting_down && (drained || self.failed) {
-                return self.engine;
+                return (self.engine, self.log);
             }
             if requests.is_abandoned() && requests.is_empty() && (drained || self.failed) {
-                return self.engine;
+                return (self.engine, self.log);
             }
             self.idle(&requests, &bells, &mut idle_since);
         }
@@ -402,7 +413,8 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
     fn maybe_snapshot(&mut self, outputs: &mut rtrb::Producer<Output>, bells: &Bells) {
         let policy = &self.snapshots;
         let requested = policy.requested.load(Ordering::Relaxed);
-        let by_count = policy.every_entries > 0 && self.applied_since_snapshot >= policy.every_entries;
+        let by_count =
+            policy.every_entries > 0 && self.applied_since_snapshot >= policy.every_entries;
         let by_time = policy.every.is_some_and(|every| {
             self.applied_since_snapshot > 0 && self.last_snapshot_at.elapsed() >= every
         });

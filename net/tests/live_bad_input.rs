@@ -79,7 +79,10 @@ fn logon_is_acknowledged_with_the_session_terms() {
     let ack = witness.client.established.ack;
     assert_eq!(ack.role, WireRole::Trader);
     assert_eq!(ack.account, MAKER);
-    assert_eq!((ack.next_seq, ack.replay_from, ack.replay_count), (1, 1, 0));
+    // The maker's stream already holds its bootstrap deposits (BTC, USDT, ETH); a logon
+    // without a resume point starts live after them.
+    assert_eq!((ack.next_seq, ack.replay_from, ack.replay_count), (4, 4, 0));
+    assert_eq!(ack.session_id, MAKER, "the stream of a key is named by the key");
     assert_eq!(ack.protocol_version, wire::PROTOCOL_VERSION);
     assert_eq!((ack.rate_per_sec, ack.rate_burst), (200_000, 20_000), "demo.toml");
     assert_eq!((ack.heartbeat_interval_ms, ack.idle_timeout_ms), (5_000, 15_000), "demo.toml");
@@ -97,7 +100,8 @@ fn logon_is_acknowledged_with_the_session_terms() {
     assert_ne!(admin_ack.session_id, ack.session_id);
 
     // A trader asking for cancel-on-disconnect gets it; a second logon on a logged-on
-    // connection is refused (sequenced, with its request id) and the session goes on.
+    // connection is refused (an answer on the connection: sequence 0, with its request
+    // id) and the session goes on.
     let options = LogonOptions { cancel_on_disconnect: true, ..LogonOptions::demo(ALICE) };
     let (mut alice, alice_ack) = RawConn::logon(server.addr, options);
     assert!(alice_ack.cancel_on_disconnect);
@@ -105,7 +109,7 @@ fn logon_is_acknowledged_with_the_session_terms() {
     let again = ClientCodec::logon_request(&LogonOptions::demo(ALICE), &alice.nonce);
     alice.send(9, &again);
     let (seq, message) = alice.recv(TIMEOUT).expect("reject");
-    assert_eq!(seq, 1);
+    assert_eq!(seq, 0, "session-level rejects are not part of the stream");
     let Incoming::Msg(ServerMessage::Rejected(reject)) = message else { panic!("{message:?}") };
     assert_eq!(
         (reject.request_id, reject.refused_type, reject.cause),
@@ -113,7 +117,7 @@ fn logon_is_acknowledged_with_the_session_terms() {
     );
     alice.send(10, &ClientRequest::BalanceQuery);
     match alice.recv(TIMEOUT) {
-        Some((2, Incoming::Balances { request_id: 10, balances })) => {
+        Some((0, Incoming::Balances { request_id: 10, balances })) => {
             assert_eq!(
                 balances,
                 vec![(USDT, bourse_engine::Balance { available: 100_000_000_000, held: 0 })]
@@ -283,7 +287,7 @@ fn garbage_bytes_close_only_that_connection() {
     // The bystander still works and heard nothing.
     bob.send(7, &ClientRequest::BalanceQuery);
     match bob.recv(TIMEOUT) {
-        Some((1, Incoming::Balances { request_id: 7, .. })) => {}
+        Some((0, Incoming::Balances { request_id: 7, .. })) => {}
         other => panic!("bystander expected its balances first, got {other:?}"),
     }
     witness.place();
@@ -431,7 +435,7 @@ fn unknown_message_type_is_rejected_and_the_session_goes_on() {
         got.push(alice.recv(TIMEOUT).expect("answers"));
     }
     let seqs: Vec<Seq> = got.iter().map(|(s, _)| *s).collect();
-    assert_eq!(seqs, vec![1, 2, 3, 4], "session rejects are sequenced");
+    assert_eq!(seqs, vec![0, 0, 0, 0], "session rejects and query answers are not sequenced");
     let reject = |i: usize| match &got[i].1 {
         Incoming::Msg(ServerMessage::Rejected(r)) => (r.request_id, r.refused_type, r.cause),
         other => panic!("expected a reject, got {other:?}"),
@@ -528,9 +532,12 @@ fn flood_past_the_rate_limit_is_rejected_then_closed() {
         assert_eq!((refused_type, reason), (wire::Body::NewOrder.0, SessionReason::RateLimited));
         assert!((1..=FLOOD).contains(&request_id));
     }
-    // Sequenced like everything a client must not miss: no gaps.
-    let seqs: Vec<Seq> = ending.messages.iter().map(|(s, _)| *s).collect();
-    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    // The rejects are answers on this connection (sequence 0); the reports of the
+    // orders that got through are the stream, numbered without gaps.
+    let seqs: Vec<Seq> = ending.messages.iter().map(|(s, _)| *s).filter(|&s| s != 0).collect();
+    let first = seqs.first().copied().unwrap_or(1);
+    assert_eq!(seqs, (first..first + seqs.len() as u64).collect::<Vec<_>>());
+    assert!(ending.session_rejects().len() >= REJECTS_IN_ROW_MAX as usize);
     // The last REJECTS_IN_ROW_MAX requests before the close were all refused; nothing
     // after the one that closed the connection was handled.
     let rejected_ids: Vec<u64> = rejects.iter().map(|r| r.0).collect();
@@ -572,7 +579,8 @@ fn flood_past_the_rate_limit_is_rejected_then_closed() {
         }
     }
     assert_eq!(accepted, passed);
-    assert_eq!(replay_rejects, rejects.len());
+    // Rate-limit rejects answered the connection; they are not in the stream.
+    assert_eq!(replay_rejects, 0);
     drop(again);
 
     finish(server, &config, &witness.log);
@@ -684,7 +692,8 @@ fn client_that_stops_reading_market_data_is_closed_as_slow_consumer() {
 
 #[test]
 fn client_that_stops_reading_its_reports_is_closed_and_keeps_its_session() {
-    const QUERIES: u64 = 100_000;
+    const DEPOSITS: u64 = 60_000;
+    const BATCH: u64 = 100;
     const JOURNAL: usize = 200;
     let (server, config) = start(|c| {
         c.gateway.outbound_bytes_max = OUTBOUND_MIN;
@@ -693,30 +702,50 @@ fn client_that_stops_reading_its_reports_is_closed_and_keeps_its_session() {
     let mut witness = Witness::maker(&server);
     witness.place();
 
-    // Bob asks for his balances 100_000 times (~10 MB of sequenced answers) and does
-    // not read: the socket buffers fill, then half the outbound buffer, then the journal
-    // drops answers he never got. (Here ~34_000 got through before the close.)
+    // Bob logs on and never reads while the admin credits him 60_000 times: each
+    // credit is a sequenced balance update in bob's stream (~6 MB). The socket buffers
+    // fill, then half the outbound buffer, then the journal moves past what bob got.
     let (mut bob, ack) = RawConn::logon(server.addr, LogonOptions::demo(BOB));
-    flood_paced(&mut bob, &mut witness, &ClientRequest::BalanceQuery, QUERIES / 100, 100);
-    // Served after every query bob got in, so every answer is journaled by now.
+    let mut admin = server.connect(ADMIN);
+    for batch in 0..DEPOSITS / BATCH {
+        let deposits: Vec<ClientRequest> = (1..=BATCH)
+            .map(|i| {
+                let tx = 5_000_000 + batch * BATCH + i;
+                let deposit = AdminRequest::Deposit { tx, account: BOB, asset: USDT, amount: 1 };
+                witness.log.push(deposit.to_command());
+                ClientRequest::Admin(deposit)
+            })
+            .collect();
+        admin.send_batch(&deposits).expect("admin sends");
+        let last_tx = 5_000_000 + (batch + 1) * BATCH;
+        expect(&mut admin, "the batch's last ack", |m| match m {
+            Incoming::Msg(ServerMessage::AdminAck(a)) if a.tx == last_tx => Some(()),
+            _ => None,
+        });
+    }
     witness.place();
 
+    // The server closes bob as a slow consumer. If he still does not read within
+    // CLOSE_FLUSH, the socket is shut with the Logout unsent behind his full buffers:
+    // he sees what was buffered, then the end of the stream.
     let ending = bob.read_to_end(TIMEOUT);
-    assert_eq!(ending.logout, Some(SessionReason::SlowConsumer));
-    let seqs: Vec<Seq> = ending.messages.iter().map(|(s, _)| *s).collect();
+    assert!(
+        matches!(ending.logout, Some(SessionReason::SlowConsumer) | None),
+        "{:?}",
+        ending.logout
+    );
+    let seqs: Vec<Seq> = ending.messages.iter().map(|(s, _)| *s).filter(|&s| s != 0).collect();
     let got = seqs.len() as u64;
-    assert!(got > 0 && got < QUERIES, "{got} answers got through");
-    eprintln!("slow consumer: {got} of {QUERIES} answers got through");
-    assert_eq!(seqs, (1..=got).collect::<Vec<_>>(), "what got through has no gaps");
-    for (seq, message) in &ending.messages {
-        assert!(matches!(message, Incoming::Balances { request_id, .. } if request_id == seq));
-    }
+    assert!(got > 0 && got < DEPOSITS, "{got} updates got through");
+    eprintln!("slow consumer: {got} of {DEPOSITS} balance updates got through");
+    let first = ack.next_seq;
+    assert_eq!(seqs, (first..first + got).collect::<Vec<_>>(), "what got through has no gaps");
 
-    // The session stays, and tells the truth: what bob missed is no longer retained.
+    // The stream stays, and tells the truth: what bob missed is no longer retained.
     let mut conn = RawConn::connect(server.addr);
     let options = LogonOptions {
         session_id: ack.session_id,
-        resume_from_seq: got + 1,
+        resume_from_seq: first + got,
         ..LogonOptions::demo(BOB)
     };
     conn.send(1, &ClientCodec::logon_request(&options, &conn.nonce));
@@ -724,20 +753,22 @@ fn client_that_stops_reading_its_reports_is_closed_and_keeps_its_session() {
     let reject = ending.logon_reject.expect("resume refused");
     assert_eq!(reject.reason, SessionReason::ResumeTooOld);
     let (oldest, next) = (reject.oldest_seq, reject.next_seq);
-    assert!(oldest > got + 1, "the journal dropped what bob never got");
+    assert!(oldest > first + got, "the journal dropped what bob never got");
     assert_eq!(next - oldest, JOURNAL as u64, "the journal is full");
-    assert!(next - 1 <= QUERIES, "one answer per query at most");
+    assert_eq!(next - first, DEPOSITS, "one update per credit");
 
-    // Resuming from what is retained delivers exactly that, in order.
+    // Resuming from what is retained delivers exactly that, in order: the last credits.
     let options = LogonOptions { resume_from_seq: oldest, ..options };
     let (mut resumed, ack) = RawConn::logon(server.addr, options);
     assert_eq!((ack.replay_from, ack.replay_count, ack.next_seq), (oldest, JOURNAL as u64, next));
     for expected in oldest..next {
         match resumed.recv(TIMEOUT) {
-            Some((seq, Incoming::Balances { request_id, .. })) => {
-                assert_eq!((seq, request_id), (expected, expected));
+            Some((seq, Incoming::Msg(ServerMessage::BalanceUpdate(update)))) => {
+                assert_eq!(seq, expected);
+                let tx = 5_000_000 + (expected - first) + 1;
+                assert_eq!(update.reason, bourse_engine::BalanceReason::Deposit(tx), "its tx");
             }
-            other => panic!("expected replayed balances {expected}, got {other:?}"),
+            other => panic!("expected replayed update {expected}, got {other:?}"),
         }
     }
     resumed.send(1, &ClientRequest::Logout);

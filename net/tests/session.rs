@@ -834,7 +834,8 @@ fn resume_errors() {
         (TRADER_A, ack.session_id + 1000, 1, SessionReason::UnknownSession, 0, 0),
         // Another key cannot take over this session, even of the same account.
         (TRADER_A2, ack.session_id, 1, SessionReason::UnknownSession, 0, 0),
-        (TRADER_A, 0, 2, SessionReason::ResumeAhead, 0, 1),
+        // A logon without a session id resumes the key's stream too.
+        (TRADER_A, 0, 4, SessionReason::ResumeAhead, 0, 3),
     ];
     for (key, session_id, from, reason, oldest_seq, next_seq) in attempts {
         let mut client = h.connect();
@@ -857,58 +858,62 @@ fn resume_errors() {
 }
 
 #[test]
-fn lingering_sessions_expire_and_are_bounded() {
-    let config = GatewayConfig {
-        sessions_per_key_max: 2,
-        session_linger_ns: 1_000,
-        ..GatewayConfig::default()
-    };
-    let mut h = Harness::new(config);
-    let (c1, s1, _) = h.logon(TRADER_A, 0, 0, false);
-    let (_c2, _s2, _) = h.logon(TRADER_A, 0, 0, false);
-    // Both attached: a third session of the key is refused.
-    let mut c3 = h.connect();
-    let request = Harness::logon_request(&c3, TRADER_A, 0, 0, false);
-    h.send(&mut c3, 1, &request);
-    let got = h.read_all(&mut c3);
+fn one_stream_per_key_outlives_connections_and_takeovers() {
+    let mut h = Harness::with_defaults();
+    // A key's stream exists before its first logon: reports are kept for it.
+    h.events(None, &[balance_event(1, ACCOUNT_B, 5)]);
+    let (b, ack_b, replay) = h.logon(TRADER_B, 0, 1, false);
+    assert_eq!((ack_b.session_id, ack_b.next_seq, ack_b.replay_count), (TRADER_B, 2, 1));
+    assert_eq!(replay.len(), 1);
+    // A second logon of the same key takes the stream over; the first connection is told.
+    let (_b2, ack_b2, _) = h.logon(TRADER_B, TRADER_B, 0, false);
+    assert_eq!(ack_b2.session_id, TRADER_B);
+    let mut b = b;
+    let got = h.read_all(&mut b);
+    assert!(
+        got.iter().any(|(_, m)| matches!(
+            m,
+            Got::Msg(ServerMessage::Logout { reason: SessionReason::Replaced })
+        )),
+        "{got:?}"
+    );
+    // Another key's stream id is unknown to this key.
+    let mut c = h.connect();
+    let request = Harness::logon_request(&c, TRADER_A, TRADER_B, 0, false);
+    h.send(&mut c, 1, &request);
     assert!(matches!(
-        got[0].1,
-        Got::Msg(ServerMessage::LogonReject(LogonReject {
-            reason: SessionReason::SessionsLimit,
-            ..
-        }))
-    ));
-    // Once one is detached, a new logon evicts it.
-    h.gw.on_disconnected(c1.conn, h.now_ns, &mut h.actions);
-    let (_c4, _, _) = h.logon(TRADER_A, 0, 0, false);
-    let mut c5 = h.connect();
-    let request = Harness::logon_request(&c5, TRADER_A, s1.session_id, 0, false);
-    h.send(&mut c5, 1, &request);
-    let got = h.read_all(&mut c5);
-    assert!(matches!(
-        got[0].1,
+        h.read_all(&mut c)[0].1,
         Got::Msg(ServerMessage::LogonReject(LogonReject {
             reason: SessionReason::UnknownSession,
             ..
         }))
     ));
-    // A detached session expires after the linger time.
-    let (c6, s6, _) = h.logon(TRADER_B, 0, 0, false);
-    h.gw.on_disconnected(c6.conn, h.now_ns, &mut h.actions);
-    let before = h.gw.stats().sessions;
-    h.tick(config.session_linger_ns);
-    assert_eq!(h.gw.stats().sessions, before - 1);
-    let mut c7 = h.connect();
-    let request = Harness::logon_request(&c7, TRADER_B, s6.session_id, 0, false);
-    h.send(&mut c7, 1, &request);
-    let got = h.read_all(&mut c7);
-    assert!(matches!(
-        got[0].1,
-        Got::Msg(ServerMessage::LogonReject(LogonReject {
-            reason: SessionReason::UnknownSession,
-            ..
-        }))
-    ));
+    assert_eq!(h.gw.stats().sessions, keys().iter().count());
+}
+
+#[test]
+fn streams_survive_export_and_import() {
+    let mut h = Harness::with_defaults();
+    let (a, _, _) = h.logon(TRADER_A, 0, 0, false);
+    let events: Vec<_> = (1..=40).map(|i| balance_event(i, ACCOUNT_A, i * 10)).collect();
+    h.events(None, &events);
+    let mut a = a;
+    let live = h.read_all(&mut a);
+    let exported = h.gw.export_streams();
+    // A new gateway (a restarted server) restores the streams and replays them exactly.
+    let mut restored = Harness::with_defaults();
+    restored.gw.import_streams(&exported).unwrap();
+    assert_eq!(restored.gw.export_streams(), exported);
+    let (_, ack, replay) = restored.logon(TRADER_A, TRADER_A, 1, false);
+    assert_eq!((ack.next_seq, ack.replay_count), (41, 40));
+    assert_eq!(replay, live);
+    // Damaged exports are refused with an error, never a panic.
+    for cut in 0..exported.len() {
+        assert!(Harness::with_defaults().gw.import_streams(&exported[..cut]).is_err());
+    }
+    let mut flipped = exported.clone();
+    flipped[0] ^= 1;
+    assert!(Harness::with_defaults().gw.import_streams(&flipped).is_err());
 }
 
 #[test]
@@ -934,7 +939,7 @@ fn config_is_validated() {
         GatewayConfig { idle_timeout_ns: 1, ..GatewayConfig::default() },
         GatewayConfig { outbound_bytes_max: 1000, ..GatewayConfig::default() },
         GatewayConfig { rate: RateLimit { rate_per_sec: 0, burst: 1 }, ..GatewayConfig::default() },
-        GatewayConfig { first_session_id: 0, ..GatewayConfig::default() },
+        GatewayConfig { connections_max: 0, ..GatewayConfig::default() },
     ];
     for config in bad {
         assert!(config.validate().is_err(), "{config:?}");

@@ -61,6 +61,10 @@ fn main() {
         }
     }
     match bourse_net::server::run(&config, stop) {
+        Ok(report) if report.failure.is_some() => {
+            eprintln!("bourse: stopped: {}", report.failure.unwrap_or_default());
+            std::process::exit(1);
+        }
         Ok(report) => {
             let hash: String =
                 report.engine.state_hash().iter().map(|b| format!("{b:02x}")).collect();

@@ -228,9 +228,11 @@ impl Witness {
         Witness::new(server.connect(MAKER), MAKER)
     }
 
-    /// A witness on a fresh session of `account`'s key.
+    /// A witness on `account`'s key, live from the stream's next message (the stream
+    /// already holds what happened before, e.g. the bootstrap deposits).
     pub fn new(client: BlockingClient, account: u64) -> Witness {
-        Witness { client, account, next_cl: 1, last_seq: 0, log: Vec::new() }
+        let last_seq = client.established.ack.next_seq - 1;
+        Witness { client, account, next_cl: 1, last_seq, log: Vec::new() }
     }
 
     /// Rests a small ask far above anything else. The next sequenced messages must be
