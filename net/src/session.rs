@@ -42,8 +42,9 @@
 //! request and none is skipped. If the journal no longer holds that sequence number, the
 //! logon is refused with `ResumeTooOld` (and the oldest retained / next numbers), never
 //! silently patched over. A connection whose cursor falls behind the journal (it stopped
-//! reading while messages kept coming) is closed with `SlowConsumer`. A stream is on one
-//! connection at a time: a newer logon of the same key takes it over (`Replaced`).
+//! reading while messages kept coming) is closed with `SlowConsumer`. A stream may feed
+//! several connections of its key, each with its own cursor; a logon that *resumes* takes
+//! the stream over (the others get `Replaced`), since it is the same client continuing.
 //!
 //! Everything here lives on one net core and is `!Sync` by design.
 
@@ -323,7 +324,8 @@ fn mark_dirty(c: &mut Connection, dirty: &mut Vec<ConnId>) {
 #[derive(Debug)]
 struct Session {
     journal: Journal,
-    attached: Option<ConnId>,
+    /// Connections fed from this stream, each through its own cursor.
+    attached: Vec<ConnId>,
 }
 
 /// Counters for operators and tests.
@@ -366,6 +368,8 @@ pub struct Gateway {
     changes: Vec<LevelChange>,
     /// Connections whose outbound buffer received bytes since the last `take_dirty`.
     dirty: Vec<ConnId>,
+    /// Scratch: the connections a stream feeds.
+    feed: Vec<ConnId>,
     stats: GatewayStats,
 }
 
@@ -391,6 +395,7 @@ impl Gateway {
             level_changes: Vec::new(),
             changes: Vec::new(),
             dirty: Vec::new(),
+            feed: Vec::new(),
             stats: GatewayStats::default(),
         };
         let streams: Vec<(KeyId, Role)> = gateway.keys.iter().map(|k| (k.key_id, k.role)).collect();
@@ -721,7 +726,7 @@ impl Gateway {
 
     /// The stream of a key: created for every key when the gateway starts.
     fn add_stream(&mut self, key_id: KeyId, role: Role) {
-        let session = Session { journal: Journal::new(self.config.journal), attached: None };
+        let session = Session { journal: Journal::new(self.config.journal), attached: Vec::new() };
         assert!(self.sessions.insert(key_id, session).is_none(), "one stream per key");
         match role {
             Role::Trader { account } => {
@@ -740,18 +745,24 @@ impl Gateway {
         role: Role,
         actions: &mut Vec<Action>,
     ) {
-        // A session lives on one connection at a time: the newest logon wins, so a client
-        // whose old connection died silently can reconnect at once. The old connection
-        // is closed without cancel-on-disconnect, since the session goes on.
-        let previous = self.sessions.get(&session_id).and_then(|s| s.attached);
-        if let Some(previous) = previous.and_then(|p| self.slot(p)) {
-            self.close_replaced(previous, now_ns, actions);
+        // A stream may feed several connections of its key (a trading program and a
+        // monitor, say), each through its own cursor. A logon that resumes says "I am
+        // the client that was reading this stream": it takes the stream over, so a
+        // client whose old connection died silently can reconnect at once. The old
+        // connections are closed without cancel-on-disconnect, since the client goes on.
+        if logon.resume_from_seq != 0 {
+            let previous = self.sessions.get(&session_id).map(|s| s.attached.clone());
+            for conn in previous.into_iter().flatten() {
+                if let Some(previous) = self.slot(conn) {
+                    self.close_replaced(previous, now_ns, actions);
+                }
+            }
         }
         let Some(session) = self.sessions.get_mut(&session_id) else { return };
         let next_seq = session.journal.next_seq();
         let deliver_seq = if logon.resume_from_seq == 0 { next_seq } else { logon.resume_from_seq };
         let Some(c) = self.conns[slot].as_mut() else { return };
-        session.attached = Some(c.id);
+        session.attached.push(c.id);
         let cancel_on_disconnect = logon.cancel_on_disconnect && role.account().is_some();
         c.state = ConnState::LoggedOn(LoggedOn {
             session_id,
@@ -933,9 +944,15 @@ impl Gateway {
         // SERVER_FRAME_BYTES_MAX (tested), so this only fails on a bug.
         assert!(encoded.is_ok(), "server message does not encode: {encoded:?}");
         assert_eq!(session.journal.append(&self.frame), seq);
-        if let Some(slot) = session.attached.and_then(|conn| self.slot(conn)) {
-            self.pump(slot, now_ns, actions);
+        let mut targets = std::mem::take(&mut self.feed);
+        targets.clear();
+        targets.extend_from_slice(&session.attached);
+        for conn in &targets {
+            if let Some(slot) = self.slot(*conn) {
+                self.pump(slot, now_ns, actions);
+            }
         }
+        self.feed = targets;
     }
 
     /// Copies journal frames the connection has not had yet into its outbound buffer,
@@ -1058,9 +1075,7 @@ impl Gateway {
         let conn = c.id;
         self.stats.logged_on -= 1;
         if let Some(session) = self.sessions.get_mut(&logged_on.session_id) {
-            if session.attached == Some(conn) {
-                session.attached = None;
-            }
+            session.attached.retain(|&c| c != conn);
         }
         if let (true, true, Some(account)) =
             (cancel, logged_on.cancel_on_disconnect, logged_on.role.account())

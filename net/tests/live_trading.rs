@@ -761,9 +761,11 @@ fn cancel_on_disconnect_cancels_only_flagged_sessions_orders() {
         b.bids.len() == 3 && b.asks.len() == 2
     });
 
-    // A takeover is not a disconnect: the session goes on, and so do its orders.
+    // A takeover (a logon that resumes where alice had read) is not a disconnect: the
+    // stream goes on, and so do its orders.
     let session_id = alice.established.ack.session_id;
-    let resume = LogonOptions { session_id, resume_from_seq: 0, ..cod };
+    let resume_from_seq = alice.last_seq().max(alice.established.ack.next_seq - 1) + 1;
+    let resume = LogonOptions { session_id, resume_from_seq, ..cod };
     let mut alice2 = server.connect_with(resume).unwrap();
     let replaced = alice.recv_until(TIMEOUT, |_| None::<()>).unwrap_err();
     assert!(matches!(replaced, ClientError::LoggedOut(SessionReason::Replaced)), "{replaced:?}");

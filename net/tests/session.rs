@@ -865,10 +865,16 @@ fn one_stream_per_key_outlives_connections_and_takeovers() {
     let (b, ack_b, replay) = h.logon(TRADER_B, 0, 1, false);
     assert_eq!((ack_b.session_id, ack_b.next_seq, ack_b.replay_count), (TRADER_B, 2, 1));
     assert_eq!(replay.len(), 1);
-    // A second logon of the same key takes the stream over; the first connection is told.
-    let (_b2, ack_b2, _) = h.logon(TRADER_B, TRADER_B, 0, false);
-    assert_eq!(ack_b2.session_id, TRADER_B);
+    // A second plain logon of the same key is fed from the same stream too.
+    let (mut monitor, _, _) = h.logon(TRADER_B, TRADER_B, 0, false);
+    h.events(None, &[balance_event(2, ACCOUNT_B, 6)]);
     let mut b = b;
+    assert_eq!(h.read_all(&mut b).len(), 1);
+    assert_eq!(h.read_all(&mut monitor).len(), 1);
+    // A logon that resumes is the client continuing: it takes the stream over, and the
+    // other connections are told.
+    let (_b2, ack_b2, _) = h.logon(TRADER_B, TRADER_B, 3, false);
+    assert_eq!(ack_b2.session_id, TRADER_B);
     let got = h.read_all(&mut b);
     assert!(
         got.iter().any(|(_, m)| matches!(
