@@ -215,7 +215,7 @@ fn unknown_type_and_invalid_fields_are_rejected_and_the_session_goes_on() {
     h.send_raw(&mut client, &unknown_type_frame(31));
     let got = h.read_all(&mut client);
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].0, 1, "rejects are sequenced");
+    assert_eq!(got[0].0, 0, "session rejects answer the connection, outside the stream");
     assert_eq!(session_reject(&got[0].1), Some((31, 200, SessionReason::UnknownMessage)));
 
     // A server-to-client message type sent by a client.
@@ -254,7 +254,7 @@ fn unknown_type_and_invalid_fields_are_rejected_and_the_session_goes_on() {
         session_reject(&got[0].1),
         Some((33, wire::Body::NewOrder.0, SessionReason::InvalidField))
     );
-    assert_eq!(got[0].0, 3);
+    assert_eq!(got[0].0, 0);
 
     // A cancel naming no order at all.
     let mut fbb = flatbuffers::FlatBufferBuilder::new();
@@ -498,10 +498,10 @@ fn cancel_on_disconnect() {
     let (_, ack, _) = h.logon(ADMIN, 0, 0, true);
     assert!(!ack.cancel_on_disconnect);
 
-    // A session resumed on a new connection does not cancel when the old one goes.
+    // A stream resumed on a new connection does not cancel when the old one goes.
     let (old, ack, _) = h.logon(TRADER_A, 0, 0, true);
     h.take_actions();
-    let (new, _, _) = h.logon(TRADER_A, ack.session_id, 0, true);
+    let (new, _, _) = h.logon(TRADER_A, ack.session_id, ack.next_seq, true);
     let actions = h.take_actions();
     assert_eq!(close_reason(&actions, old.conn), Some(SessionReason::Replaced));
     assert!(mass_cancels(&actions).is_empty());
@@ -676,8 +676,9 @@ fn balance_and_open_order_queries() {
         .collect();
     h.gw.reply_open_orders(origin2, h.now_ns, &orders, &mut h.actions);
     let got = h.read_all(&mut a);
-    assert_eq!(got[0], (1, Got::Balances(8, balances.to_vec())));
-    assert_eq!(got[1], (2, Got::OpenOrders(9, orders[..OPEN_ORDERS_PER_REPLY_MAX].to_vec(), true)));
+    // Answers to queries are not part of the stream: sequence number 0.
+    assert_eq!(got[0], (0, Got::Balances(8, balances.to_vec())));
+    assert_eq!(got[1], (0, Got::OpenOrders(9, orders[..OPEN_ORDERS_PER_REPLY_MAX].to_vec(), true)));
 }
 
 #[test]
