@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: run release demo test check-fmt clippy unit lint-units bench engine-bench ledger-bench install clean
+.PHONY: run release demo test check-fmt clippy unit lint-units bench engine-bench ledger-bench wal-bench recovery-bench install clean
 
 ## run: the main job: the exchange daemon on the demo config (two markets, funded demo
 ## accounts), listening on 127.0.0.1:7400. Trade from a second terminal with bourse-cli.
@@ -31,8 +31,9 @@ unit:
 lint-units:
 	systemd/lint.sh
 
-## bench: the engine and ledger benchmarks (release build; results in perf/results/).
-bench: engine-bench ledger-bench
+## bench: the engine, ledger and durability benchmarks (release build; results, .hgrm,
+## JSON and SVG files in perf/results/). bourse-load (network) is in perf/README.md.
+bench: engine-bench ledger-bench wal-bench recovery-bench
 
 engine-bench:
 	$(CARGO) build --release -p bourse-perf
@@ -43,6 +44,14 @@ engine-bench:
 ledger-bench:
 	$(CARGO) build --release -p bourse-perf
 	./target/release/ledger-bench --mode max --json perf/results/ledger-bench-max.json --svg perf/results/ledger-bench-max.svg
+
+wal-bench:
+	$(CARGO) build --release -p bourse-perf
+	./target/release/wal-bench --json perf/results/wal-bench.json --svg perf/results/wal-bench.svg
+
+recovery-bench:
+	$(CARGO) build --release -p bourse-perf
+	./target/release/recovery-bench --json perf/results/recovery-bench.json
 
 ## install: binaries, systemd units and a starting config (kept if present). Then:
 ##   systemctl daemon-reload && systemctl enable --now bourse-tune bourse

@@ -822,6 +822,9 @@ struct IoThread {
     hard_state_written_at: Instant,
 }
 
+/// CPUs a `cpu_set_t` can name (glibc's CPU_SETSIZE).
+const CPU_SET_CAPACITY: usize = 1024;
+
 impl IoThread {
     fn new(
         dir: PathBuf,
@@ -831,11 +834,13 @@ impl IoThread {
         next_index: u64,
     ) -> Result<IoThread, LogError> {
         if let Some(cpu) = options.io_cpu {
-            // Checked against the allowed set first: core_affinity panics on an id beyond
-            // the kernel's CPU set size.
-            let allowed = core_affinity::get_core_ids().unwrap_or_default();
+            // Bounded first, since core_affinity panics on an id beyond the kernel's CPU
+            // set size. Not checked against this thread's current mask: it inherits the
+            // opener's, and a caller that pinned itself to another CPU before opening the
+            // WAL must still be able to pin the io thread; the kernel refuses CPUs the
+            // process may not use.
             let id = core_affinity::CoreId { id: cpu };
-            if !allowed.contains(&id) || !core_affinity::set_for_current(id) {
+            if cpu >= CPU_SET_CAPACITY || !core_affinity::set_for_current(id) {
                 return Err(LogError::Options {
                     name: "io_cpu",
                     reason: format!(
