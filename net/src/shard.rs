@@ -363,7 +363,7 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
             }
             worked |= self.apply_committed(&mut outputs, &bells);
             worked |= self.check_log(&mut outputs, &bells);
-            self.maybe_snapshot(&mut outputs, &bells);
+            worked |= self.maybe_snapshot(&mut outputs, &bells);
             self.log.maintain();
             if worked {
                 bells.ring_net();
@@ -410,7 +410,9 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
     /// Hands a copy of the engine to the net core when a snapshot is due and none is
     /// being written. The copy is the only stall this costs the shard core: a memcpy of
     /// the state (see ARCHITECTURE.md for the figures).
-    fn maybe_snapshot(&mut self, outputs: &mut rtrb::Producer<Output>, bells: &Bells) {
+    /// True if it handed one over (the net core must be woken for it, even when no
+    /// command is flowing: a SIGUSR1 on an idle exchange).
+    fn maybe_snapshot(&mut self, outputs: &mut rtrb::Producer<Output>, bells: &Bells) -> bool {
         let policy = &self.snapshots;
         let requested = policy.requested.load(Ordering::Relaxed);
         let by_count =
@@ -419,7 +421,7 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
             self.applied_since_snapshot > 0 && self.last_snapshot_at.elapsed() >= every
         });
         if !(requested || by_count || by_time) || policy.in_flight.load(Ordering::Acquire) {
-            return;
+            return false;
         }
         policy.requested.store(false, Ordering::Relaxed);
         policy.in_flight.store(true, Ordering::Release);
@@ -428,6 +430,7 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
         let index = self.engine.last_index();
         let engine = Box::new(self.engine.clone());
         push(outputs, Output::Snapshot { index, engine }, bells);
+        true
     }
 
     /// Applies every pending command the log has committed and answers the queries
