@@ -2,7 +2,7 @@
 CARGO ?= cargo
 SHELL := /bin/bash
 
-.PHONY: run release demo test check-fmt clippy unit lint-units bench engine-bench ledger-bench wal-bench recovery-bench install clean
+.PHONY: run release demo test check-fmt clippy unit lint-units bench engine-bench ledger-bench wal-bench recovery-bench load install clean
 
 ## run: the main job: the exchange daemon on the demo config (two markets, funded demo
 ## accounts), listening on 127.0.0.1:7400. Trade from a second terminal with bourse-cli.
@@ -52,6 +52,12 @@ wal-bench:
 recovery-bench:
 	$(CARGO) build --release -p bourse-perf
 	./target/release/recovery-bench --json perf/results/recovery-bench.json
+
+## load: the network benchmark: bourse-load against a spawned daemon, next to a tcp-echo
+## baseline in the same run (perf/README.md explains the figures).
+load:
+	$(CARGO) build --release -p bourse-net -p bourse-perf
+	./target/release/bourse-load --spawn-server target/release/bourse --spawn-echo target/release/tcp-echo --rate 100000 --json perf/results/bourse-load-open-100000.json
 
 ## install: binaries, systemd units and a starting config (kept if present). Then:
 ##   systemctl daemon-reload && systemctl enable --now bourse-tune bourse

@@ -41,7 +41,7 @@ use crate::protocol::{
 };
 use crate::session::{Action, ConnId, Gateway, Origin, Query as GatewayQuery};
 use crate::shard::{
-    Bells, CommandLog, MemoryLog, Output, Query, Reply, Request, Shard, ShardOptions,
+    Bells, CommandLog, IdleWait, MemoryLog, Output, Query, Reply, Request, Shard, ShardOptions,
     SnapshotPolicy, SystemClock,
 };
 use bourse_replication::{DurabilityMode, WalOptions};
@@ -536,6 +536,10 @@ pub fn run_with<L: CommandLog + Send + 'static>(
     }
     let options = ShardOptions {
         idle_spin: Duration::from_micros(config.server.shard_idle_spin_us),
+        idle: match config.server.shard_idle {
+            crate::config::ShardIdle::Spin => IdleWait::Spin,
+            crate::config::ShardIdle::Yield => IdleWait::Yield,
+        },
         ..ShardOptions::default()
     };
     let shard = Shard::new(
