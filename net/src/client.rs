@@ -294,28 +294,14 @@ impl BlockingClient {
     ) -> Result<BlockingClient, ClientError> {
         let stream = TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_nodelay(true)?;
-        // Placeholder until the logon is acknowledged; never visible to callers.
-        let placeholder = LogonAck {
-            session_id: 0,
-            next_seq: 0,
-            replay_from: 0,
-            replay_count: 0,
-            role: WireRole::Trader,
-            account: 0,
-            cancel_on_disconnect: false,
-            heartbeat_interval_ms: 0,
-            idle_timeout_ms: 0,
-            rate_per_sec: 0,
-            rate_burst: 0,
-            protocol_version: 0,
-        };
         let mut client = BlockingClient {
             stream,
             codec: ClientCodec::new(),
             out: Vec::with_capacity(4096),
             inbox: Default::default(),
             scratch: Vec::new(),
-            established: Established { ack: placeholder },
+            // Replaced by the real ack below; never visible to callers.
+            established: Established { ack: LogonAck::default() },
         };
         let nonce = match client.recv(timeout)? {
             (_, Incoming::Msg(ServerMessage::LogonChallenge { nonce, .. })) => nonce,

@@ -31,7 +31,7 @@ use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
 use monoio::net::TcpStream;
 
 use crate::client::{ClientCodec, ClientError, Established, Incoming, LogonOptions};
-use crate::protocol::{ClientRequest, LogonAck, RequestId, Seq, ServerMessage, WireRole};
+use crate::protocol::{ClientRequest, LogonAck, RequestId, Seq, ServerMessage};
 
 /// Bytes one socket read takes at most.
 pub const READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -335,7 +335,7 @@ impl AsyncClient {
                 spare: Vec::with_capacity(BATCH_BYTES_INITIAL),
             },
             reader: MessageReader::new(read_half),
-            established: Established { ack: placeholder_ack() },
+            established: Established { ack: LogonAck::default() },
         };
         let nonce = match client.reader.recv(timeout).await? {
             (_, Incoming::Msg(ServerMessage::LogonChallenge { nonce, .. })) => nonce,
@@ -386,24 +386,6 @@ impl AsyncClient {
     /// The two halves, for a reader task and a writer task.
     pub fn into_split(self) -> (RequestWriter, MessageReader) {
         (self.writer, self.reader)
-    }
-}
-
-/// Stands in for the ack until the logon completes; never visible to callers.
-fn placeholder_ack() -> LogonAck {
-    LogonAck {
-        session_id: 0,
-        next_seq: 0,
-        replay_from: 0,
-        replay_count: 0,
-        role: WireRole::Trader,
-        account: 0,
-        cancel_on_disconnect: false,
-        heartbeat_interval_ms: 0,
-        idle_timeout_ms: 0,
-        rate_per_sec: 0,
-        rate_burst: 0,
-        protocol_version: 0,
     }
 }
 

@@ -286,13 +286,14 @@ impl std::fmt::Display for SessionReason {
 }
 
 /// The role as the wire reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WireRole {
+    #[default]
     Trader,
     Admin,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LogonAck {
     pub session_id: SessionId,
     pub next_seq: Seq,

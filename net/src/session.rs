@@ -997,6 +997,12 @@ impl Gateway {
         let encoded = self.encoder.encode_server(0, message, &mut self.frame);
         // Lists are cut to their named bounds before they get here (tested).
         assert!(encoded.is_ok(), "reply does not encode: {encoded:?}");
+        self.queue_frame(slot, now_ns, actions);
+    }
+
+    /// Queues the frame in `self.frame` on a connection, or closes the connection as a
+    /// slow consumer if it does not fit (unsequenced output cannot wait in a journal).
+    fn queue_frame(&mut self, slot: usize, now_ns: u64, actions: &mut Vec<Action>) {
         let Some(c) = self.conns[slot].as_mut() else { return };
         if c.state == ConnState::Closing {
             return;
@@ -1014,18 +1020,10 @@ impl Gateway {
     /// closed (its book would silently go wrong otherwise).
     fn send_market_data(&mut self, market: MarketId, now_ns: u64, actions: &mut Vec<Action>) {
         for slot in 0..self.conns.len() {
-            let Some(c) = self.conns[slot].as_mut() else { continue };
-            let live = c.subscriptions.contains(&(market, Subscription::Live));
-            if !live || c.state == ConnState::Closing {
-                continue;
+            let Some(c) = self.conns[slot].as_ref() else { continue };
+            if c.subscriptions.contains(&(market, Subscription::Live)) {
+                self.queue_frame(slot, now_ns, actions);
             }
-            if c.outbound.pending() + self.frame.len() > self.config.outbound_bytes_max {
-                self.close_slot(slot, now_ns, SessionReason::SlowConsumer, actions);
-                continue;
-            }
-            c.outbound.push((&self.frame, &[]));
-            c.last_tx_ns = now_ns;
-            mark_dirty(c, &mut self.dirty);
         }
     }
 
@@ -1065,7 +1063,7 @@ impl Gateway {
         }
     }
 
-    /// Detaches a logged-on connection from its session (which lingers for resume) and
+    /// Detaches a logged-on connection from its key's stream (which goes on) and
     /// fires cancel-on-disconnect when `cancel` and the logon asked for it.
     fn end_connection(&mut self, slot: usize, cancel: bool, actions: &mut Vec<Action>) {
         let Some(c) = self.conns[slot].as_mut() else { return };
@@ -1290,13 +1288,7 @@ impl Gateway {
         let message = ServerMessage::BookSnapshot { request_id, market, index, bids, asks };
         let encoded = self.encoder.encode_server(0, &message, &mut self.frame);
         assert!(encoded.is_ok(), "book snapshot encodes: {encoded:?}");
-        if c.outbound.pending() + self.frame.len() > self.config.outbound_bytes_max {
-            self.close_slot(slot, now_ns, SessionReason::SlowConsumer, actions);
-            return;
-        }
-        c.outbound.push((&self.frame, &[]));
-        c.last_tx_ns = now_ns;
-        mark_dirty(c, &mut self.dirty);
+        self.queue_frame(slot, now_ns, actions);
     }
 
     /// Answer to `Action::Subscribe` for a market that does not exist.
