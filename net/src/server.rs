@@ -103,11 +103,24 @@ struct ConnIo {
     fd: RawFd,
     /// Wakes the writer: new outbound bytes, or a close.
     writer: LocalNotify,
-    /// The gateway asked to close: flush, then shut the socket.
-    closing: Cell<bool>,
-    /// When the close was asked for; a flush that takes longer than `CLOSE_FLUSH` (the
-    /// peer does not read) is cut short by the tick task.
+    /// When the connection started closing (the gateway asked, or the peer went):
+    /// the writer flushes, then shuts the socket; a flush that takes longer than
+    /// `CLOSE_FLUSH` (the peer does not read) is cut short by the tick task.
     closing_since: Cell<Option<Instant>>,
+}
+
+impl ConnIo {
+    fn closing(&self) -> bool {
+        self.closing_since.get().is_some()
+    }
+
+    /// Starts closing (once) and wakes the writer to flush.
+    fn close(&self) {
+        if self.closing_since.get().is_none() {
+            self.closing_since.set(Some(Instant::now()));
+        }
+        self.writer.notify();
+    }
 }
 
 /// What the server reports when it stops.
@@ -205,11 +218,7 @@ impl NetCore {
             }
             Action::Close { conn, .. } => {
                 if let Some(io) = self.conns.borrow().get(&conn) {
-                    io.closing.set(true);
-                    if io.closing_since.get().is_none() {
-                        io.closing_since.set(Some(Instant::now()));
-                    }
-                    io.writer.notify();
+                    io.close();
                 }
                 false
             }
@@ -691,7 +700,6 @@ fn accept(core: &Rc<NetCore>, stream: TcpStream) {
     let io = Rc::new(ConnIo {
         fd: stream.as_raw_fd(),
         writer: LocalNotify::default(),
-        closing: Cell::new(false),
         closing_since: Cell::new(None),
     });
     core.conns.borrow_mut().insert(conn, io.clone());
@@ -724,13 +732,12 @@ async fn read_loop(
         }
         buf.clear();
         core.settle();
-        if io.closing.get() {
+        if io.closing() {
             // The writer flushes and shuts the socket; the read then returns 0.
             continue;
         }
     }
-    io.closing.set(true);
-    io.writer.notify();
+    io.close();
     {
         let mut actions = core.actions.borrow_mut();
         core.gateway.borrow_mut().on_disconnected(conn, now_ns(), &mut actions);
@@ -754,7 +761,7 @@ async fn write_loop(
             buf.extend_from_slice(&pending[..take]);
         }
         if buf.is_empty() {
-            if io.closing.get() {
+            if io.closing() {
                 break;
             }
             io.writer.wait().await;
