@@ -119,6 +119,15 @@ pub fn installed() -> bool {
     counts().allocs > before.allocs
 }
 
+/// [`installed`] as a bench's start-up check: an error saying so when it is not.
+pub fn require_installed() -> Result<(), String> {
+    if installed() {
+        Ok(())
+    } else {
+        Err("the counting allocator is not installed".into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +139,7 @@ mod tests {
     #[test]
     fn counts_allocations_and_bytes() {
         assert!(installed());
+        assert_eq!(require_installed(), Ok(()));
         let before = counts();
         let v: Vec<u8> = std::hint::black_box(Vec::with_capacity(4096));
         let mid = counts().since(&before);

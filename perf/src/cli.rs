@@ -2,11 +2,14 @@
 //! tool's own `clap::Parser`), and the run plan they describe.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::driver::{Pacing, RATE_PER_S_MAX, SAMPLE_EVERY_MAX};
+use crate::driver::{Pacing, Recorder, RATE_PER_S_MAX, SAMPLE_EVERY_MAX};
+use crate::report::wrote;
+use crate::{hgrm, plot, report};
 
 /// Measured operations when neither `--ops` nor `--duration-s` is given.
 pub const OPS_DEFAULT: u64 = 5_000_000;
@@ -152,6 +155,39 @@ impl CommonArgs {
     pub fn hgrm_path(&self, stem: &str) -> PathBuf {
         self.hgrm.clone().unwrap_or_else(|| results_dir().join(format!("{stem}.us.hgrm")))
     }
+
+    /// Writes the outputs of a tool that measures one distribution: the `.hgrm` (default
+    /// `perf/results/<tool>-<mode>.us.hgrm`), and with `--json` / `--svg` the summary
+    /// record and a one-series plot titled `<name>: <what>`. Says `wrote PATH` for each.
+    pub fn write_outputs(
+        &self,
+        tool: &str,
+        name: &str,
+        recorder: &Recorder,
+        what: &str,
+    ) -> Result<(), String> {
+        let hgrm_path = self.hgrm_path(&format!("{tool}-{}", self.mode_label()));
+        wrote(&hgrm_path, hgrm::write_file(&hgrm_path, name, recorder.histogram()))?;
+        if let Some(path) = &self.json {
+            wrote(path, report::write_json(path, &recorder.summary(name)))?;
+        }
+        if let Some(path) = &self.svg {
+            let series = [plot::Series::from_histogram(name, recorder.histogram())];
+            wrote(path, plot::write_svg(path, &format!("{name}: {what}"), &series))?;
+        }
+        Ok(())
+    }
+}
+
+/// A tool's exit: success, or its error on stderr after the tool's name.
+pub fn exit_code(tool: &str, result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{tool}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `perf/results` of the source tree this tool was built from (git-ignored).
@@ -236,6 +272,36 @@ mod tests {
         let time = Budget::Time(Duration::from_secs(1));
         assert_eq!(time.next_chunk(100, Duration::from_millis(999), 7), 7);
         assert_eq!(time.next_chunk(100, Duration::from_secs(1), 7), 0);
+    }
+
+    #[test]
+    fn write_outputs_writes_hgrm_json_and_svg() {
+        let dir = crate::test_dir("cli-outputs");
+        let (h, j, s) = (dir.join("a.us.hgrm"), dir.join("a.json"), dir.join("a.svg"));
+        let parse = |json: &std::path::Path| {
+            let args = ["--hgrm", h.to_str().unwrap(), "--json", json.to_str().unwrap()];
+            let svg = ["--svg", s.to_str().unwrap()];
+            Cli::try_parse_from(std::iter::once("t").chain(args).chain(svg)).unwrap()
+        };
+        let mut recorder = Recorder::new();
+        recorder.run(Pacing::Max { sample_every: 1 }, 100, |i| {
+            std::hint::black_box(i);
+        });
+        parse(&j).common.write_outputs("tool", "tool/max", &recorder, "some work").unwrap();
+        assert_eq!(crate::hgrm::parse_file(&h).unwrap().total_count, 100);
+        let summary: report::Summary = serde_json::from_slice(&std::fs::read(&j).unwrap()).unwrap();
+        assert_eq!((summary.name.as_str(), summary.ops), ("tool/max", 100));
+        assert!(std::fs::read_to_string(&s).unwrap().contains("tool/max: some work"));
+        // A path that cannot be written (below a file) is an error naming it.
+        let blocked = j.join("x.json");
+        let err = parse(&blocked).common.write_outputs("tool", "t", &recorder, "w").unwrap_err();
+        assert!(err.starts_with(&blocked.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn exit_code_says_failure_on_error() {
+        assert_eq!(exit_code("t", Ok(())), ExitCode::SUCCESS);
+        assert_eq!(exit_code("t", Err("why".into())), ExitCode::FAILURE);
     }
 
     #[test]

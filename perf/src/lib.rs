@@ -10,6 +10,11 @@
 //! - [`rng`]: the workload generators' seeded random numbers.
 //! - [`sched`]: how much the OS scheduler took the CPU from the bench thread.
 //! - [`harness`]: an engine with its log index and event buffer, for the engine benches.
+//! - [`workload`]: exchange-core's order mix, generated from a seed against a shadow
+//!   engine (`engine-bench`, `recovery-bench`, `wal-bench`).
+//! - [`durability`]: WAL appends, scratch directories and entry payloads for the
+//!   durability benches.
+//! - [`load`]: the network load generator of `bourse-load` (and the `tcp-echo` server).
 //!
 //! The tools live in `src/bin/`; `README.md` says how to run them and what each number
 //! means. Every tool runs on one thread, the thread that calls it.
@@ -17,12 +22,15 @@
 pub mod alloc;
 pub mod cli;
 pub mod driver;
+pub mod durability;
 pub mod harness;
 pub mod hgrm;
+pub mod load;
 pub mod plot;
 pub mod report;
 pub mod rng;
 pub mod sched;
+pub mod workload;
 
 use std::path::Path;
 

@@ -4,6 +4,7 @@
 //! Latencies are recorded in nanoseconds into an `hdrhistogram::Histogram<u64>` with 3
 //! significant digits (a recorded value is exact to within 0.1%).
 
+use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -76,6 +77,16 @@ pub fn format_ns(ns: u64) -> String {
     }
 }
 
+/// Lower-case hex of `bytes`, as reports print state hashes.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
 /// Writes the percentile table (count, mean, p50, p90, p99, p99.9, p99.99, max).
 pub fn write_table<W: Write>(out: &mut W, title: &str, p: &Percentiles) -> io::Result<()> {
     writeln!(out, "{title}")?;
@@ -134,6 +145,14 @@ impl Summary {
             allocs_per_op,
         }
     }
+}
+
+/// What a tool does after writing one output file: an error naming the path, or
+/// `wrote PATH` on stdout.
+pub fn wrote(path: &Path, result: io::Result<()>) -> Result<(), String> {
+    result.map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
 }
 
 /// Writes one summary as a JSON object (followed by a newline).
@@ -210,6 +229,12 @@ mod tests {
     }
 
     #[test]
+    fn hex_is_two_lower_case_digits_per_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(hex(&[]), "");
+    }
+
+    #[test]
     fn empty_histogram_reports_zeros() {
         assert_eq!(Percentiles::of(&latency_histogram()), Percentiles::default());
     }
@@ -270,6 +295,12 @@ mod tests {
         write_json(&path, &one).unwrap();
         let back: Summary = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(back, one);
+
+        // A failed write names the path.
+        let blocked = path.join("below-a-file.json");
+        let err = wrote(&blocked, write_json(&blocked, &one)).unwrap_err();
+        assert!(err.starts_with(&format!("{}: ", blocked.display())), "{err}");
+        assert_eq!(wrote(&path, Ok(())), Ok(()));
 
         let two = [one.clone(), Summary::new("b", 4, 20.0, &p, 0.0)];
         let path = dir.join("nested/two.json");

@@ -17,9 +17,6 @@
 //! answers, or rejects more than `--reject-pct-max` of the requests, fails (exit 1).
 //! perf/README.md ("bourse-load / tcp-echo") says what every number means.
 
-#[path = "../load/mod.rs"]
-mod load;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,14 +28,15 @@ use bourse_net::config::Config;
 use bourse_net::server::{self, ServerReport, Start};
 use bourse_perf::alloc::{self, CountingAlloc};
 use bourse_perf::cli::results_dir;
-use bourse_perf::report::write_json_array;
+use bourse_perf::report::{hex, write_json_array, wrote};
 use bourse_perf::sched;
 use clap::Parser;
 
-use load::echo::{self, EchoOutcome, EchoPlan};
-use load::maker::{demo_market, MakerConfig, Mix};
-use load::orders::{self, OrderOutcome, OrderPlan, Pace};
-use load::report;
+use bourse_perf::load;
+use bourse_perf::load::echo::{self, EchoOutcome, EchoPlan};
+use bourse_perf::load::maker::{demo_market, MakerConfig, Mix};
+use bourse_perf::load::orders::{self, OrderOutcome, OrderPlan, Pace};
+use bourse_perf::load::report;
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
@@ -303,7 +301,7 @@ impl InProcess {
         self.stop.store(true, Ordering::Relaxed);
         let report = self.thread.join().map_err(|_| "the server thread panicked".to_string())??;
         report.engine.check_invariants().map_err(|e| format!("engine invariants: {e}"))?;
-        let hash: String = report.engine.state_hash().iter().map(|b| format!("{b:02x}")).collect();
+        let hash = hex(&report.engine.state_hash());
         Ok(format!(
             "in-process server stopped at log index {}, invariants hold, state hash {hash}",
             report.engine.last_index()
@@ -326,9 +324,7 @@ fn main() -> ExitCode {
 /// Runs everything; Ok(false) when the run completed but is invalid.
 fn run(cli: &Cli) -> Result<bool, String> {
     let setup = setup(cli)?;
-    if !alloc::installed() {
-        return Err("the counting allocator is not installed".into());
-    }
+    alloc::require_installed()?;
     println!("bourse-load: {}", sched::machine_line());
     let mut in_process = None;
     let mut spawned_server = None;
@@ -591,9 +587,7 @@ fn print_and_write(
     let written = report::write_files(&dir, &stem, cli.svg.as_deref(), &title, orders, echo)
         .map_err(|e| format!("writing results: {e}"))?;
     if let Some(path) = &cli.json {
-        write_json_array(path, &report::summaries(&setup.label, orders, echo))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        println!("wrote {}", path.display());
+        wrote(path, write_json_array(path, &report::summaries(&setup.label, orders, echo)))?;
     }
     for path in written {
         println!("wrote {}", path.display());

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use bourse_perf::hgrm;
 use bourse_perf::plot::{self, Series, SERIES_MAX};
+use bourse_perf::report::wrote;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -44,19 +45,9 @@ fn run(cli: &Cli) -> Result<(), String> {
         let parsed = hgrm::parse_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         series.push(Series::from_hgrm(&name, &parsed));
     }
-    plot::write_svg(&cli.out, &cli.title, &series)
-        .map_err(|e| format!("{}: {e}", cli.out.display()))?;
-    println!("wrote {}", cli.out.display());
-    Ok(())
+    wrote(&cli.out, plot::write_svg(&cli.out, &cli.title, &series))
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("hgrm-plot: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    bourse_perf::cli::exit_code("hgrm-plot", run(&Cli::parse()))
 }

@@ -22,7 +22,7 @@ use bourse_perf::alloc::{self, CountingAlloc};
 use bourse_perf::cli::{with_suffix, Budget, CommonArgs};
 use bourse_perf::driver::{clock_overhead_ns, Pacing, Recorder};
 use bourse_perf::harness::Harness;
-use bourse_perf::report::{format_ns, write_table};
+use bourse_perf::report::{format_ns, write_table, wrote};
 use bourse_perf::rng::SplitMix64;
 use bourse_perf::{hgrm, plot, report};
 use clap::Parser;
@@ -217,9 +217,7 @@ fn run(cli: &Cli) -> Result<(), String> {
     if !(ACCOUNTS_MIN..=ACCOUNTS_MAX).contains(&cli.accounts) {
         return Err(format!("--accounts must be in {ACCOUNTS_MIN}..={ACCOUNTS_MAX}"));
     }
-    if !alloc::installed() {
-        return Err("the counting allocator is not installed".into());
-    }
+    alloc::require_installed()?;
     // Every transfer's tx id is stored; size the engine's bound to the run (with one
     // chunk of slack, since a time budget is checked between chunks).
     let transfers = plan.warmup_ops
@@ -301,23 +299,15 @@ fn run(cli: &Cli) -> Result<(), String> {
         println!("wrote {} (a JSON array: hot, then uniform)", path.display());
     }
     if let Some(path) = &args.svg {
-        plot::write_svg(path, &format!("ledger-bench/{mode}: transfer latency"), &series)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        println!("wrote {}", path.display());
+        let title = format!("ledger-bench/{mode}: transfer latency");
+        wrote(path, plot::write_svg(path, &title, &series))?;
     }
     println!("check: every balance equals the generator's expectation (no transfer rejected); invariants hold");
     Ok(())
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ledger-bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    bourse_perf::cli::exit_code("ledger-bench", run(&Cli::parse()))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use bourse_perf::alloc::{self, CountingAlloc};
 use bourse_perf::cli::{Budget, CommonArgs};
 use bourse_perf::driver::{clock_overhead_ns, Recorder};
 use bourse_perf::report::write_table;
-use bourse_perf::{hgrm, plot, report, sched};
+use bourse_perf::sched;
 use clap::Parser;
 
 #[global_allocator]
@@ -41,9 +41,7 @@ fn fixed_work(seed: u64) -> u64 {
 
 fn run(args: &CommonArgs) -> Result<(), String> {
     let plan = args.plan()?;
-    if !alloc::installed() {
-        return Err("the counting allocator is not installed".into());
-    }
+    alloc::require_installed()?;
     let name = format!("noise-floor/{}", args.mode_label());
     println!(
         "{name}: {STEPS_PER_OP} dependent multiply-adds per operation; clock read ~{} ns",
@@ -77,33 +75,11 @@ fn run(args: &CommonArgs) -> Result<(), String> {
     println!("{}", sched::describe(recorder.sched(), recorder.elapsed()));
     write_table(&mut std::io::stdout(), "latency per operation:", &recorder.percentiles())
         .map_err(|e| e.to_string())?;
-    let path = args.hgrm_path(&format!("noise-floor-{}", args.mode_label()));
-    hgrm::write_file(&path, &name, recorder.histogram())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    println!("wrote {}", path.display());
-    if let Some(path) = &args.json {
-        report::write_json(path, &recorder.summary(&name))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        println!("wrote {}", path.display());
-    }
-    if let Some(path) = &args.svg {
-        let series = [plot::Series::from_histogram(&name, recorder.histogram())];
-        plot::write_svg(path, &format!("{name}: fixed work"), &series)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        println!("wrote {}", path.display());
-    }
-    Ok(())
+    args.write_outputs("noise-floor", &name, &recorder, "fixed work")
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(&cli.common) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("noise-floor: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    bourse_perf::cli::exit_code("noise-floor", run(&Cli::parse().common))
 }
 
 #[cfg(test)]

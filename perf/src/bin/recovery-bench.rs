@@ -2,7 +2,7 @@
 //! recent snapshot.
 //!
 //! It first writes a realistic log: `--commands` engine commands (set-up, then
-//! exchange-core's mix; see `durability/workload.rs`), each entry's payload the
+//! exchange-core's mix; see `bourse_perf::workload`), each entry's payload the
 //! sequencer's (`encode_command_payload(time_ns, Command::encode)`), appended through the
 //! WAL without waiting for each fsync (memory durability mode: the fast way to write it),
 //! and a snapshot at `--snapshot-at` (default 90% of the log) written with
@@ -26,9 +26,11 @@ use std::time::{Duration, Instant};
 
 use bourse_engine::{Command, Config, Event, Exchange};
 use bourse_perf::alloc::{self, CountingAlloc};
+use bourse_perf::durability::{append, encode_entry_payload, scratch};
 use bourse_perf::harness::EVENTS_CAPACITY;
-use bourse_perf::report::{self, Percentiles, Summary};
+use bourse_perf::report::{self, hex, wrote, Percentiles, Summary};
 use bourse_perf::sched;
+use bourse_perf::workload::Workload;
 use bourse_replication::scan::{scan_log, ScanOptions};
 use bourse_replication::snapshot::LoadedSnapshot;
 use bourse_replication::{
@@ -36,13 +38,6 @@ use bourse_replication::{
     SnapshotStore, Wal, WalOptions,
 };
 use clap::Parser;
-
-#[path = "../durability/append.rs"]
-mod append;
-#[path = "../durability/scratch.rs"]
-mod scratch;
-#[path = "../durability/workload.rs"]
-mod workload;
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
@@ -119,10 +114,6 @@ struct Built {
     log_bytes: u64,
 }
 
-fn hex(hash: &[u8; 32]) -> String {
-    hash.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Total size of the regular files in `dir` (the log's segments).
 fn dir_bytes(dir: &Path) -> Result<u64, String> {
     let mut total = 0;
@@ -143,7 +134,7 @@ fn build(
     snapshot_dir: &Path,
     snapshot_at: u64,
 ) -> Result<Built, String> {
-    let mut mix = workload::Workload::new(cli.seed)?;
+    let mut mix = Workload::new(cli.seed)?;
     let (mut wal, _) = Wal::open(log_dir, WalOptions::default()).map_err(|e| e.to_string())?;
     let store = SnapshotStore::open(snapshot_dir, SNAPSHOTS_KEPT).map_err(|e| e.to_string())?;
     let (mut scratch, mut payload) = (Vec::new(), Vec::new());
@@ -151,7 +142,7 @@ fn build(
     let started = Instant::now();
     for _ in 0..cli.commands {
         let (index, command) = mix.next_command()?;
-        workload::encode_entry_payload(index, &command, &mut scratch, &mut payload);
+        encode_entry_payload(index, &command, &mut scratch, &mut payload);
         append::append_waiting(&mut wal, index, &payload, &mut fulls)?;
         // Memory mode: the command is acknowledged once sequenced, without waiting for
         // its fsync, so writing the log never waits for the disk except on a full queue.
@@ -177,7 +168,6 @@ fn build(
         return Err(format!("the log was not durable after {DRAIN_WAIT:?}"));
     }
     let stats = wal.close().map_err(|e| e.to_string())?;
-    let counts = mix.counts();
     mix.exchange().check_invariants().map_err(|e| format!("generating engine: {e}"))?;
     let log_bytes = dir_bytes(log_dir)?;
     println!(
@@ -187,12 +177,12 @@ fn build(
         log_bytes as f64 / 1e6,
         log_bytes as f64 / cli.commands as f64,
         stats.batches,
-        counts.describe()
+        mix.describe()
     );
-    if counts.reject_rate() > REJECT_RATE_MAX {
+    if mix.mix_reject_rate() > REJECT_RATE_MAX {
         return Err(format!(
             "{:.2}% of the mix was rejected: not a trading log",
-            100.0 * counts.reject_rate()
+            100.0 * mix.mix_reject_rate()
         ));
     }
     let exchange = mix.exchange();
@@ -443,9 +433,7 @@ fn summary(name: &str, ops: u64, elapsed: Duration, allocs: u64) -> Summary {
 
 fn run(cli: &Cli) -> Result<(), String> {
     let snapshot_at = cli.snapshot_index()?;
-    if !alloc::installed() {
-        return Err("the counting allocator is not installed".into());
-    }
+    alloc::require_installed()?;
     bourse_replication::check_io_uring().map_err(|e| e.to_string())?;
     let scratch = scratch::Scratch::create(cli.dir.as_deref(), "bourse-recovery-bench-", cli.keep)?;
     let log_dir = scratch.path().join("log");
@@ -485,26 +473,14 @@ fn run(cli: &Cli) -> Result<(), String> {
             ),
             summary("recovery-bench/read-verify", read_entries, read_elapsed, read_allocs),
         ];
-        report::write_json_array(path, &records).map_err(|e| format!("{}: {e}", path.display()))?;
-        println!("wrote {}", path.display());
+        wrote(path, report::write_json_array(path, &records))?;
     }
-    if scratch.removed_on_drop() {
-        println!("removing {}", scratch.path().display());
-    } else {
-        println!("kept {}", scratch.path().display());
-    }
+    println!("{}", scratch.end_line());
     Ok(())
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("recovery-bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    bourse_perf::cli::exit_code("recovery-bench", run(&Cli::parse()))
 }
 
 #[cfg(test)]
@@ -533,7 +509,7 @@ mod tests {
     fn both_recoveries_reach_the_generating_state() {
         let seed = 5;
         println!("seed {seed}");
-        let commands = workload::SETUP_COMMANDS + 20_000;
+        let commands = bourse_perf::workload::SETUP_COMMANDS + 20_000;
         let args = cli(&["--commands", &commands.to_string(), "--seed", &seed.to_string()]);
         let dir = tempfile::tempdir().unwrap();
         let (log_dir, snapshot_dir) = (dir.path().join("log"), dir.path().join("snap"));

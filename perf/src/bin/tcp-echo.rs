@@ -8,12 +8,10 @@
 //! `tcp-echo: listening on ADDR` on stderr once it accepts connections, and runs until it
 //! is killed (SIGTERM or SIGINT end it; it holds no state).
 
-#[path = "../load/echo_server.rs"]
-mod echo_server;
-
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use bourse_perf::load::echo_server;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]

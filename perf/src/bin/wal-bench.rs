@@ -29,24 +29,19 @@ use std::time::{Duration, Instant};
 use bourse_perf::alloc::{self, CountingAlloc};
 use bourse_perf::cli::{results_dir, with_suffix};
 use bourse_perf::driver::{intended_offset_ns, Pacing, Recorder};
+use bourse_perf::durability::append::append_waiting;
+use bourse_perf::durability::{encode_entry_payload, scratch};
 use bourse_perf::report::{
-    format_ns, latency_histogram, record_ns, write_table, Percentiles, Summary,
+    format_ns, latency_histogram, record_ns, write_table, wrote, Percentiles, Summary,
 };
+use bourse_perf::workload::{Workload, SETUP_COMMANDS};
 use bourse_perf::{hgrm, plot, report, sched};
 use bourse_replication::bench::raw_fsync_rate;
 use bourse_replication::format::{ENTRY_HEADER_BYTES, ENTRY_PAYLOAD_BYTES_MAX};
 use bourse_replication::{DurabilityMode, Wal, WalOptions, WalStats};
 
-use append::append_waiting;
 use clap::Parser;
 use hdrhistogram::Histogram;
-
-#[path = "../durability/append.rs"]
-mod append;
-#[path = "../durability/scratch.rs"]
-mod scratch;
-#[path = "../durability/workload.rs"]
-mod workload;
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
@@ -275,14 +270,14 @@ impl Payloads {
     /// those of steady-state trading (their log indices do not match the run's; nothing
     /// replays this log).
     fn commands(seed: u64) -> Result<Payloads, String> {
-        let mut mix = workload::Workload::new(seed)?;
+        let mut mix = Workload::new(seed)?;
         let (mut scratch, mut payload) = (Vec::new(), Vec::new());
         let mut bytes = Vec::new();
         let mut ends = Vec::with_capacity(POOL_ENTRIES);
-        for _ in 0..workload::SETUP_COMMANDS + POOL_ENTRIES as u64 {
+        for _ in 0..SETUP_COMMANDS + POOL_ENTRIES as u64 {
             let (index, command) = mix.next_command()?;
-            if index > workload::SETUP_COMMANDS {
-                workload::encode_entry_payload(index, &command, &mut scratch, &mut payload);
+            if index > SETUP_COMMANDS {
+                encode_entry_payload(index, &command, &mut scratch, &mut payload);
                 bytes.extend_from_slice(&payload);
                 ends.push(bytes.len());
             }
@@ -293,7 +288,7 @@ impl Payloads {
         println!(
             "command payloads: {POOL_ENTRIES} from seed {} ({}), {:.1} bytes on average (min {}, max {})",
             seed,
-            mix.counts().describe(),
+            mix.describe(),
             mean,
             (0..POOL_ENTRIES).map(|i| Self::len_at(&ends, i)).min().unwrap_or(0),
             (0..POOL_ENTRIES).map(|i| Self::len_at(&ends, i)).max().unwrap_or(0),
@@ -757,9 +752,7 @@ fn print_ack(cli: &Cli, ack: &Ack, raw: &RawFsync, paced: &RawFsync) -> Result<(
 
 fn run(cli: &Cli) -> Result<(), String> {
     cli.check()?;
-    if !alloc::installed() {
-        return Err("the counting allocator is not installed".into());
-    }
+    alloc::require_installed()?;
     bourse_replication::check_io_uring().map_err(|e| e.to_string())?;
     let scratch = scratch::Scratch::create(cli.dir.as_deref(), "bourse-wal-bench-", cli.keep)?;
     println!("wal-bench: {}", scratch::describe_filesystem(scratch.path()));
@@ -811,37 +804,23 @@ fn run(cli: &Cli) -> Result<(), String> {
         run_acks(cli, scratch.path(), &pools[0], &raw, &mut out)?;
     }
     write_outputs(cli, &out)?;
-    if scratch.removed_on_drop() {
-        println!("removing {}", scratch.path().display());
-    } else {
-        println!("kept {}", scratch.path().display());
-    }
+    println!("{}", scratch.end_line());
     Ok(())
 }
 
 fn write_outputs(cli: &Cli, out: &Outputs) -> Result<(), String> {
     if let Some(path) = &cli.json {
-        report::write_json_array(path, &out.summaries)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        println!("wrote {}", path.display());
+        wrote(path, report::write_json_array(path, &out.summaries))?;
     }
     if let Some(path) = &cli.svg {
-        plot::write_svg(path, "wal-bench: raw fsync and disk-mode ack latency", &out.series)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        println!("wrote {}", path.display());
+        let title = "wal-bench: raw fsync and disk-mode ack latency";
+        wrote(path, plot::write_svg(path, title, &out.series))?;
     }
     Ok(())
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("wal-bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    bourse_perf::cli::exit_code("wal-bench", run(&Cli::parse()))
 }
 
 #[cfg(test)]

@@ -1,7 +1,5 @@
 //! Appending to the WAL as a shard core does: one producer, contiguous indices, one term,
 //! and back-pressure by waiting for `durable_index` when the queue is full.
-//!
-//! Included by the durability binaries with `#[path]` (it is not part of the library).
 
 use std::time::Duration;
 

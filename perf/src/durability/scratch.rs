@@ -1,8 +1,6 @@
 //! Where the durability benches write: a fresh scratch directory (removed at the end
 //! unless kept), and what file system it is on, since an fsync figure means nothing
 //! without the disk under it (and nothing at all on tmpfs).
-//!
-//! Included by the durability binaries with `#[path]` (it is not part of the library).
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +42,12 @@ impl Scratch {
     /// Whether dropping this removes the directory.
     pub fn removed_on_drop(&self) -> bool {
         self.dir.is_some()
+    }
+
+    /// The report's last line: `removing PATH`, or `kept PATH` with `keep`.
+    pub fn end_line(&self) -> String {
+        let verb = if self.removed_on_drop() { "removing" } else { "kept" };
+        format!("{verb} {}", self.path.display())
     }
 }
 
@@ -188,12 +192,14 @@ garbage line without separator
         let path = scratch.path().to_path_buf();
         assert!(path.is_dir() && path.starts_with(parent.path()));
         assert!(scratch.removed_on_drop());
+        assert_eq!(scratch.end_line(), format!("removing {}", path.display()));
         std::fs::write(path.join("f"), b"1").unwrap();
         drop(scratch);
         assert!(!path.exists());
         let kept = Scratch::create(Some(parent.path()), "y-", true).unwrap();
         let kept_path = kept.path().to_path_buf();
         assert!(!kept.removed_on_drop());
+        assert_eq!(kept.end_line(), format!("kept {}", kept_path.display()));
         drop(kept);
         assert!(kept_path.is_dir());
         assert!(describe_filesystem(parent.path()).contains("directory"));

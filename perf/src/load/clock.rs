@@ -22,8 +22,8 @@ use rustix::time::{
     TimerfdFlags, TimerfdTimerFlags, Timespec,
 };
 
-use bourse_perf::driver::intended_offset_ns;
-use bourse_perf::report::record_ns;
+use crate::driver::intended_offset_ns;
+use crate::report::record_ns;
 
 /// Operations the pacer starts in one wake-up when it is behind schedule, before it lets
 /// the connection tasks run (so that replies keep being read while it catches up).
@@ -186,7 +186,7 @@ pub async fn run_open_loop(
     abort: impl Fn() -> bool,
 ) -> io::Result<PacerReport> {
     assert!(schedule.rate_per_s > 0);
-    let mut lateness = bourse_perf::report::latency_histogram();
+    let mut lateness = crate::report::latency_histogram();
     let waits_before = timer.waits;
     let mut i = 0;
     while i < schedule.count && !abort() {

@@ -20,9 +20,9 @@ use monoio::net::TcpStream;
 
 use super::clock::{self, now_ns, DeadlineTimer, LocalNotify, PacerReport, Schedule};
 use super::stats::Window;
-use bourse_perf::alloc::{self, AllocCounts};
-use bourse_perf::report::{latency_histogram, record_ns};
-use bourse_perf::sched::{self, SchedCounts};
+use crate::alloc::{self, AllocCounts};
+use crate::report::{latency_histogram, record_ns};
+use crate::sched::{self, SchedCounts};
 
 /// Smallest message: the due time and the sequence number.
 pub const SIZE_MIN: usize = 16;

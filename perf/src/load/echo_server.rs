@@ -2,7 +2,7 @@
 //! io_uring runtime, optionally pinned, `TCP_NODELAY`, one read then one write of what was
 //! read per turn (as the net core reads a batch of frames and writes a batch of replies).
 //! The baseline `bourse-load` measures order round trips against. Self-contained: the
-//! `tcp-echo` binary includes this file alone.
+//! `tcp-echo` binary uses this module alone.
 
 use std::io;
 use std::net::SocketAddr;
@@ -58,7 +58,6 @@ async fn echo(stream: TcpStream) {
 
 /// An echo server on 127.0.0.1 (ephemeral port) on its own thread, for tests and
 /// in-process runs. The thread lives as long as the process.
-#[allow(dead_code)]
 pub fn spawn_thread() -> io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;

@@ -30,7 +30,7 @@ use bourse_net::client::ClientError;
 use bourse_net::protocol::{ClientRequest, Liquidity, NewOrder, RequestId, ServerMessage};
 
 use super::stats::{Kind, Stats};
-use bourse_perf::rng::SplitMix64;
+use crate::rng::SplitMix64;
 
 /// Requests one session may have in flight (a power of two: the ring is indexed by
 /// `request_id % INFLIGHT_MAX`). At 25k requests/s per session this is 650 ms of backlog;

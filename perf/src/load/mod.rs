@@ -11,9 +11,8 @@
 //! - [`spawn`]: starting and stopping the `bourse` and `tcp-echo` child processes.
 //! - [`report`]: tables, ratios, `.hgrm`, JSON and SVG output.
 //!
-//! The two binaries include this directory with `#[path]` (`tcp-echo` only
-//! `echo_server.rs`), so it is compiled into them rather than into the library; moving it
-//! under `lib.rs` is one `pub mod load;` there plus `use bourse_perf::load` in the binaries.
+//! A library module (`bourse_perf::load`), used by the `bourse-load` binary and, for
+//! [`echo_server`] only, by `tcp-echo`; its unit tests run once, with the library's.
 //! perf/README.md ("bourse-load / tcp-echo") says how to run it and what it measures.
 
 pub mod clock;

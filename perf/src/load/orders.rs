@@ -36,8 +36,8 @@ use bourse_net::protocol::{ClientRequest, ServerMessage};
 use super::clock::{self, now_ns, DeadlineTimer, LocalNotify, PacerReport, Schedule};
 use super::maker::{Maker, MakerConfig};
 use super::stats::{Stats, Window};
-use bourse_perf::alloc::{self, AllocCounts};
-use bourse_perf::sched::{self, SchedCounts};
+use crate::alloc::{self, AllocCounts};
+use crate::sched::{self, SchedCounts};
 
 /// Demo keys (and accounts) of the load generator: 1001..=1016.
 pub const FIRST_KEY: u64 = 1001;

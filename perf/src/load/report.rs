@@ -12,10 +12,10 @@ use super::clock::PacerReport;
 use super::echo::EchoOutcome;
 use super::orders::OrderOutcome;
 use super::stats::{Kind, Stats};
-use bourse_perf::hgrm;
-use bourse_perf::plot::{self, Series};
-use bourse_perf::report::{format_ns, write_table, Percentiles, Summary};
-use bourse_perf::sched::{self, SchedCounts};
+use crate::hgrm;
+use crate::plot::{self, Series};
+use crate::report::{format_ns, write_table, Percentiles, Summary};
+use crate::sched::{self, SchedCounts};
 
 /// Targets of the issue, as ratios of order-to-ack to the TCP echo round trip.
 pub const TARGET_P50_RATIO: f64 = 1.2;
@@ -311,7 +311,7 @@ pub fn write_files(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bourse_perf::report::{latency_histogram, record_ns};
+    use crate::report::{latency_histogram, record_ns};
 
     #[test]
     fn ratios_compare_like_percentiles_and_judge_the_targets() {

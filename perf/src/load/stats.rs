@@ -6,7 +6,7 @@ use bourse_engine::{DoneReason, RejectReason};
 use bourse_net::protocol::{RejectCause, SessionReason};
 use hdrhistogram::Histogram;
 
-use bourse_perf::report::{latency_histogram, record_ns};
+use crate::report::{latency_histogram, record_ns};
 
 /// Kinds of request a market-maker session sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
