@@ -114,6 +114,11 @@ pub struct StorageSection {
     pub snapshot_every_secs: u64,
     /// Snapshots kept on disk.
     pub snapshots_keep: usize,
+    /// `memory` durability only: the WAL writes and fsyncs at most once per this many
+    /// microseconds, so far fewer wake-ups and fsyncs compete with the cores serving
+    /// clients. Acknowledgements never wait for it; it lengthens the window a crash can
+    /// lose by at most this much. 0 writes as soon as anything is queued. At most 100000.
+    pub flush_interval_us: u64,
 }
 
 impl Default for StorageSection {
@@ -124,6 +129,7 @@ impl Default for StorageSection {
             snapshot_every_entries: 1_000_000,
             snapshot_every_secs: 300,
             snapshots_keep: 3,
+            flush_interval_us: 1_000,
         }
     }
 }
@@ -259,6 +265,11 @@ impl FileConfig {
         }
         if self.storage.snapshots_keep == 0 {
             return Err(err("storage.snapshots_keep must be at least 1"));
+        }
+        if self.storage.flush_interval_us
+            > bourse_replication::BATCH_INTERVAL_MAX.as_micros() as u64
+        {
+            return Err(err("storage.flush_interval_us must be at most 100000"));
         }
         let mut bootstrap = Vec::new();
         let mut scales: BTreeMap<&str, (AssetId, u8)> = BTreeMap::new();

@@ -458,10 +458,20 @@ impl Start<WalLog> {
         let ring = bells.clone();
         let io_cpu = (config.server.pin && cpu_exists(config.server.io_core))
             .then_some(config.server.io_core);
+        let mode = match storage.durability {
+            Durability::Memory => DurabilityMode::Memory,
+            Durability::Disk => DurabilityMode::Disk,
+        };
+        let batch_interval = match mode {
+            DurabilityMode::Memory => Duration::from_micros(storage.flush_interval_us),
+            // Acknowledgements wait for the fsync: never delay it.
+            DurabilityMode::Disk => Duration::ZERO,
+        };
         let wal_options = WalOptions {
             // An fsync that commits entries (disk mode) wakes a parked shard core.
             on_durable: Some(Arc::new(move |_| ring.ring_shard())),
             io_cpu,
+            batch_interval,
             ..WalOptions::default()
         };
         let gateway = new_gateway(config)?;
@@ -479,10 +489,6 @@ impl Start<WalLog> {
         let snapshot_thread =
             SnapshotThread::spawn(recovered.store, snapshots.in_flight.clone(), keep_from.clone())
                 .map_err(ServerError::Runtime)?;
-        let mode = match storage.durability {
-            Durability::Memory => DurabilityMode::Memory,
-            Durability::Disk => DurabilityMode::Disk,
-        };
         let last_time_ns = recovered.engine.last_time_ns();
         Ok(Start {
             engine: recovered.engine,

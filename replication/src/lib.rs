@@ -38,5 +38,5 @@ pub use snapshot::{SnapshotError, SnapshotInfo, SnapshotStore, SnapshotWriter};
 pub use storage::RaftLogStorage;
 pub use wal::{
     check_io_uring, AppendError, DurabilityMode, Recovered, SyncPoint, Wal, WalHandle, WalOptions,
-    WalStats,
+    WalStats, BATCH_INTERVAL_MAX,
 };

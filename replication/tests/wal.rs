@@ -124,6 +124,34 @@ fn group_commit_covers_many_appends_with_one_fsync() {
 }
 
 #[test]
+fn batch_interval_spaces_out_batches() {
+    // 60 appends spread over ~60 ms. With a 25 ms interval the io thread cannot take
+    // batches more often than every 25 ms, so however the scheduler interleaves, there
+    // are at most a handful of batches (without the interval, up to one per append);
+    // and everything still becomes durable.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let interval = Duration::from_millis(25);
+    let options = WalOptions { batch_interval: interval, ..quiet_options() };
+    let (mut wal, _) = Wal::open(dir.path(), options).expect("open");
+    let started = std::time::Instant::now();
+    for index in 1..=60u64 {
+        wal.append(1, index, &short_payload(index)).expect("append");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(wal.wait_durable(60, WAIT).expect("io ok"));
+    let elapsed = started.elapsed();
+    let stats = wal.close().expect("close");
+    let spaced_max = elapsed.as_millis() as u64 / interval.as_millis() as u64 + 2;
+    assert!(
+        stats.batches <= spaced_max,
+        "{} batches in {elapsed:?} with a {interval:?} interval",
+        stats.batches
+    );
+    let too_long = WalOptions { batch_interval: Duration::from_secs(1), ..quiet_options() };
+    assert!(Wal::open(tempfile::tempdir().unwrap().path(), too_long).is_err());
+}
+
+#[test]
 fn durable_index_is_monotonic_and_bounded_by_appends() {
     let dir = tempfile::tempdir().expect("tempdir");
     let published = Arc::new(Mutex::new(Vec::new()));
