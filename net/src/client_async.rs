@@ -391,58 +391,25 @@ impl AsyncClient {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{mpsc, Arc};
 
     use bourse_engine::{OrderType, Side, StpMode, TimeInForce};
 
     use super::*;
     use crate::config::Config;
     use crate::protocol::NewOrder;
-    use crate::server::{self, Start};
+    use crate::server::BackgroundServer;
 
     const TIMEOUT: Duration = Duration::from_secs(10);
     /// A demo load-generator key (account 1001, richly funded).
     const LOAD_KEY: u64 = 1001;
 
     /// The demo exchange on an ephemeral port, unpinned, on its own threads.
-    struct TestServer {
-        addr: SocketAddr,
-        stop: Arc<AtomicBool>,
-        thread: Option<std::thread::JoinHandle<server::ServerReport>>,
-    }
-
-    impl TestServer {
-        fn start() -> TestServer {
-            let mut config = Config::demo();
-            config.server.listen = "127.0.0.1:0".parse().unwrap();
-            config.server.pin = false;
-            config.server.ring_entries = 4096;
-            let stop = Arc::new(AtomicBool::new(false));
-            let (tx, rx) = mpsc::channel();
-            let thread_stop = stop.clone();
-            let thread = std::thread::spawn(move || {
-                let start = Start::memory(&config).unwrap();
-                server::run_with(&config, start, thread_stop, |addr| tx.send(addr).unwrap())
-                    .expect("server runs")
-            });
-            let addr = rx.recv_timeout(TIMEOUT).expect("server starts");
-            TestServer { addr, stop, thread: Some(thread) }
-        }
-
-        fn stop(mut self) -> server::ServerReport {
-            self.stop.store(true, Ordering::Relaxed);
-            self.thread.take().unwrap().join().expect("server thread")
-        }
-    }
-
-    impl Drop for TestServer {
-        fn drop(&mut self) {
-            self.stop.store(true, Ordering::Relaxed);
-            if let Some(thread) = self.thread.take() {
-                let _ = thread.join();
-            }
-        }
+    fn test_server() -> BackgroundServer {
+        let mut config = Config::demo();
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.server.pin = false;
+        config.server.ring_entries = 4096;
+        BackgroundServer::start(config).expect("server starts")
     }
 
     fn block_on<F: std::future::Future>(future: F) -> F::Output {
@@ -471,7 +438,7 @@ mod tests {
 
     #[test]
     fn logs_on_and_matches_acks_to_request_ids_in_a_batch() {
-        let server = TestServer::start();
+        let server = test_server();
         let addr = server.addr;
         let acked = block_on(async move {
             let mut client = AsyncClient::connect(addr, LogonOptions::demo(LOAD_KEY), TIMEOUT)
@@ -503,13 +470,13 @@ mod tests {
             acked
         });
         assert_eq!(acked, (2..102).collect::<Vec<_>>());
-        let report = server.stop();
+        let report = server.stop().expect("server stops cleanly");
         assert_eq!(report.engine.open_orders(LOAD_KEY).len(), 100);
     }
 
     #[test]
     fn split_halves_work_from_two_tasks() {
-        let server = TestServer::start();
+        let server = test_server();
         let addr = server.addr;
         let accepted = block_on(async move {
             let client = AsyncClient::connect(addr, LogonOptions::demo(LOAD_KEY), TIMEOUT)
@@ -554,7 +521,7 @@ mod tests {
 
     #[test]
     fn a_wrong_secret_is_refused_with_the_reason() {
-        let server = TestServer::start();
+        let server = test_server();
         let addr = server.addr;
         let result = block_on(async move {
             let mut options = LogonOptions::demo(LOAD_KEY);

@@ -504,6 +504,57 @@ impl Start<WalLog> {
     }
 }
 
+/// A memory-only server on its own thread (tests, the load generator's in-process
+/// mode): started on `config.server.listen` (port 0 picks a free one), stopped the way
+/// SIGTERM stops the daemon, and stopped on drop.
+pub struct BackgroundServer {
+    pub addr: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<ServerReport, ServerError>>>,
+}
+
+impl BackgroundServer {
+    /// Starts it and waits (up to 20 s) until it listens.
+    pub fn start(config: Config) -> Result<BackgroundServer, ServerError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread_stop = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("bourse-server".into())
+            .spawn(move || {
+                let start = Start::memory(&config)?;
+                run_with(&config, start, thread_stop, |addr| {
+                    let _ = tx.send(addr);
+                })
+            })
+            .map_err(ServerError::Runtime)?;
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => Ok(BackgroundServer { addr, stop, thread: Some(thread) }),
+            // It stopped before listening: its own error says why.
+            Err(_) => Err(match thread.join() {
+                Ok(Err(e)) => e,
+                _ => ServerError::Config("the server did not start within 20 s".into()),
+            }),
+        }
+    }
+
+    /// Stops it and returns what it reports (the final engine among it).
+    pub fn stop(mut self) -> Result<ServerReport, ServerError> {
+        self.stop.store(true, Ordering::Relaxed);
+        let thread = self.thread.take().expect("a server is stopped once");
+        thread.join().map_err(|_| ServerError::Config("the server thread panicked".into()))?
+    }
+}
+
+impl Drop for BackgroundServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 fn cpu_exists(cpu: usize) -> bool {
     core_affinity::get_core_ids().unwrap_or_default().iter().any(|c| c.id == cpu)
 }

@@ -1,18 +1,16 @@
-//! The real `bourse-cli` binary against a real server (the daemon's `run_with` on an
+//! The real `bourse-cli` binary against a real server (the daemon's server on an
 //! ephemeral loopback port, in this process): what it prints, its exit status, and what
 //! the exchange ends up holding.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bourse_engine::{Exchange, RejectReason};
 use bourse_net::config::Config;
-use bourse_net::server::{self, ServerReport, Start};
+use bourse_net::server::BackgroundServer;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 const ALICE: u64 = 200;
@@ -23,8 +21,7 @@ const USDT: u32 = 2;
 /// The demo exchange on an ephemeral port, stopped when dropped.
 struct LiveServer {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<ServerReport>>,
+    server: Option<BackgroundServer>,
 }
 
 impl LiveServer {
@@ -33,22 +30,13 @@ impl LiveServer {
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         config.server.pin = false;
         config.server.ring_entries = 4096;
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel();
-        let thread_stop = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let start = Start::memory(&config).expect("demo config");
-            server::run_with(&config, start, thread_stop, |addr| tx.send(addr).unwrap())
-                .expect("server runs")
-        });
-        let addr = rx.recv_timeout(TIMEOUT).expect("server starts");
-        LiveServer { addr, stop, thread: Some(thread) }
+        let server = BackgroundServer::start(config).expect("server starts");
+        LiveServer { addr: server.addr, server: Some(server) }
     }
 
     /// Stops the server and returns the final engine.
     fn stop(mut self) -> Exchange {
-        self.stop.store(true, Ordering::Relaxed);
-        let report = self.thread.take().unwrap().join().expect("server thread");
+        let report = self.server.take().unwrap().stop().expect("server stops cleanly");
         report.engine.check_invariants().expect("invariants hold");
         report.engine
     }
@@ -62,15 +50,6 @@ impl LiveServer {
         let run = self.cli(args);
         assert_eq!(run.code, 0, "{args:?} failed:\n{run}");
         run.stdout
-    }
-}
-
-impl Drop for LiveServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

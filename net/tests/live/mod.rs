@@ -1,17 +1,13 @@
-//! A real server on loopback for integration tests: the daemon's `run_with` on an
-//! ephemeral port (threads unpinned), stopped and joined at the end.
+//! A real server on loopback for integration tests: the daemon's server on an ephemeral
+//! port (threads unpinned, `BackgroundServer`), stopped and joined at the end.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bourse_net::client::{BlockingClient, Incoming, LogonOptions};
 use bourse_net::config::Config;
-
-use bourse_net::server::{self, ServerReport, Start};
+use bourse_net::server::{BackgroundServer, ServerReport};
 
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 pub const ADMIN: u64 = 1;
@@ -24,8 +20,7 @@ pub const BTC_USDT: u32 = 1;
 
 pub struct LiveServer {
     pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<ServerReport>>,
+    server: Option<BackgroundServer>,
 }
 
 /// The demo config on an ephemeral port, unpinned, with `edit` applied.
@@ -42,24 +37,15 @@ impl LiveServer {
     pub fn start(config: Config) -> LiveServer {
         let config_keys = config.keys.clone();
         let bootstrap_len = config.bootstrap.len() as u64;
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel();
-        let thread_stop = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let start = Start::memory(&config).unwrap();
-            server::run_with(&config, start, thread_stop, |addr| tx.send(addr).unwrap())
-                .expect("server runs")
-        });
-        let addr = rx.recv_timeout(TIMEOUT).expect("server starts");
-        let server = LiveServer { addr, stop, thread: Some(thread) };
+        let background = BackgroundServer::start(config).expect("server starts");
+        let server = LiveServer { addr: background.addr, server: Some(background) };
         server.wait_for_bootstrap(&config_keys, bootstrap_len);
         server
     }
 
-    /// The server listens before the shard has applied the config's bootstrap, so a
-    /// quick client could see the bootstrap deposits as balance updates. Tests want a
-    /// known start: an admin status query is answered after every command queued before
-    /// it, so its answer means the bootstrap is applied.
+    /// The server accepts connections only once the config's bootstrap is applied; an
+    /// admin status query checks that (it is answered after every command queued before
+    /// it) and gives the tests a known start.
     fn wait_for_bootstrap(&self, keys: &[bourse_net::auth::ApiKey], bootstrap_len: u64) {
         let Some(admin) = keys.iter().find(|k| k.role == bourse_net::auth::Role::Admin) else {
             return;
@@ -91,17 +77,7 @@ impl LiveServer {
 
     /// Stops the server (SIGTERM's path) and returns what it reports.
     pub fn stop(mut self) -> ServerReport {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().unwrap().join().expect("server thread")
-    }
-}
-
-impl Drop for LiveServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.server.take().expect("running").stop().expect("server stops cleanly")
     }
 }
 

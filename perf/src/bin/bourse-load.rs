@@ -20,12 +20,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use bourse_net::config::Config;
-use bourse_net::server::{self, ServerReport, Start};
+use bourse_net::server::BackgroundServer;
 use bourse_perf::alloc::{self, CountingAlloc};
 use bourse_perf::cli::results_dir;
 use bourse_perf::report::{hex, write_json_array, wrote};
@@ -268,38 +266,21 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
 }
 
 /// The demo server on this process's threads.
-struct InProcess {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<Result<ServerReport, String>>,
-}
+/// The demo server in this process (pinned as the demo config says), so the counting
+/// allocator sees its allocations.
+struct InProcess(BackgroundServer);
 
 fn start_in_process() -> Result<InProcess, String> {
     let mut config = Config::demo();
     config.server.listen = "127.0.0.1:0".parse().expect("address");
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel();
-    let thread_stop = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("bourse-net".into())
-        .spawn(move || {
-            let start = Start::memory(&config).map_err(|e| e.to_string())?;
-            server::run_with(&config, start, thread_stop, |addr| {
-                let _ = tx.send(addr);
-            })
-            .map_err(|e| e.to_string())
-        })
-        .map_err(|e| format!("server thread: {e}"))?;
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .map_err(|_| "the in-process server did not start".to_string())?;
-    Ok(InProcess { addr, stop, thread })
+    BackgroundServer::start(config)
+        .map(InProcess)
+        .map_err(|e| format!("the in-process server did not start: {e}"))
 }
 
 impl InProcess {
     fn stop(self) -> Result<String, String> {
-        self.stop.store(true, Ordering::Relaxed);
-        let report = self.thread.join().map_err(|_| "the server thread panicked".to_string())??;
+        let report = self.0.stop().map_err(|e| format!("in-process server: {e}"))?;
         report.engine.check_invariants().map_err(|e| format!("engine invariants: {e}"))?;
         let hash = hex(&report.engine.state_hash());
         Ok(format!(
@@ -332,7 +313,7 @@ fn run(cli: &Cli) -> Result<bool, String> {
         cli.server
     } else if cli.in_process {
         let server = start_in_process()?;
-        let addr = server.addr;
+        let addr = server.0.addr;
         in_process = Some(server);
         addr
     } else if let Some(path) = &cli.spawn_server {
@@ -640,14 +621,8 @@ mod tests {
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         config.server.pin = false;
         config.server.ring_entries = 4096;
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel();
-        let thread_stop = stop.clone();
-        let server = std::thread::spawn(move || {
-            let start = Start::memory(&config).expect("demo exchange");
-            server::run_with(&config, start, thread_stop, |addr| tx.send(addr).unwrap()).unwrap()
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let server = BackgroundServer::start(config).expect("demo exchange");
+        let addr = server.addr;
         let echo_addr = load::echo_server::spawn_thread().unwrap();
         let seed = 7;
         println!("seed {seed}");
@@ -674,8 +649,7 @@ mod tests {
         let (e, o) = load::clock::runtime(None).unwrap().block_on(async {
             (echo::run(&echo_plan).await.unwrap(), orders::run(&plan).await.unwrap())
         });
-        stop.store(true, Ordering::Relaxed);
-        let server_report = server.join().unwrap();
+        let server_report = server.stop().unwrap();
         assert_eq!(e.failure, None);
         assert_eq!(e.rtt.len(), 2_000);
         assert_eq!(o.failure, None);

@@ -229,11 +229,12 @@ pub fn status_word(status: MarketStatus) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use bourse_engine::{MarketSpec, Symbol};
 
-    pub fn demo() -> Catalog {
+    /// BTC, USDT and the BTC-USDT market of the demo exchange (shared by the render tests).
+    pub(crate) fn demo() -> Catalog {
         let asset =
             |asset, scale, symbol| AssetInfo { asset, scale, symbol: Symbol::new(symbol).unwrap() };
         let spec = MarketSpec {

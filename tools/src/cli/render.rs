@@ -496,28 +496,8 @@ pub fn clock(time_ns: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bourse_engine::{MarketSpec, MarketStatus, Symbol};
 
-    fn catalog() -> Catalog {
-        let asset =
-            |asset, scale, symbol| AssetInfo { asset, scale, symbol: Symbol::new(symbol).unwrap() };
-        let spec = MarketSpec {
-            market: 1,
-            symbol: Symbol::new("BTC-USDT").unwrap(),
-            base: 1,
-            quote: 2,
-            tick_size: 10_000,
-            lot_size: 10_000,
-            min_notional: 1_000_000,
-            maker_fee_bps: 2,
-            taker_fee_bps: 5,
-        };
-        Catalog {
-            assets: vec![asset(1, 8, "BTC"), asset(2, 6, "USDT")],
-            markets: vec![MarketInfo { spec, status: MarketStatus::Open }],
-            truncated: false,
-        }
-    }
+    use super::super::catalog::tests::demo as catalog;
 
     #[test]
     fn an_accepted_limit_order_reads_as_a_sentence() {
