@@ -220,6 +220,28 @@ impl ClientCodec {
         })
     }
 
+    /// The nonce of the server's first message, which must be its logon challenge.
+    pub fn challenge_nonce(first: Incoming) -> Result<[u8; 32], ClientError> {
+        match first {
+            Incoming::Msg(ServerMessage::LogonChallenge { nonce, .. }) => Ok(nonce),
+            other => Err(ClientError::Unexpected(Box::new(other))),
+        }
+    }
+
+    /// The server's answer to a logon: the ack, or why it refused.
+    pub fn logon_outcome(answer: Incoming) -> Result<LogonAck, ClientError> {
+        match answer {
+            Incoming::Msg(ServerMessage::LogonAck(ack)) => Ok(ack),
+            Incoming::Msg(ServerMessage::LogonReject(r)) => Err(ClientError::LogonRejected {
+                reason: r.reason,
+                text: r.reason.describe().to_string(),
+                oldest_seq: r.oldest_seq,
+                next_seq: r.next_seq,
+            }),
+            other => Err(ClientError::Unexpected(Box::new(other))),
+        }
+    }
+
     /// Buffer space to read socket bytes into; then `commit(n)`.
     pub fn writable(&mut self) -> &mut [u8] {
         self.decoder.writable()
@@ -303,24 +325,11 @@ impl BlockingClient {
             // Replaced by the real ack below; never visible to callers.
             established: Established { ack: LogonAck::default() },
         };
-        let nonce = match client.recv(timeout)? {
-            (_, Incoming::Msg(ServerMessage::LogonChallenge { nonce, .. })) => nonce,
-            (_, other) => return Err(ClientError::Unexpected(Box::new(other))),
-        };
+        let nonce = ClientCodec::challenge_nonce(client.recv(timeout)?.1)?;
         client.send(&ClientCodec::logon_request(&options, &nonce))?;
-        match client.recv(timeout)? {
-            (_, Incoming::Msg(ServerMessage::LogonAck(ack))) => {
-                client.established = Established { ack };
-                Ok(client)
-            }
-            (_, Incoming::Msg(ServerMessage::LogonReject(r))) => Err(ClientError::LogonRejected {
-                reason: r.reason,
-                text: r.reason.describe().to_string(),
-                oldest_seq: r.oldest_seq,
-                next_seq: r.next_seq,
-            }),
-            (_, other) => Err(ClientError::Unexpected(Box::new(other))),
-        }
+        let ack = ClientCodec::logon_outcome(client.recv(timeout)?.1)?;
+        client.established = Established { ack };
+        Ok(client)
     }
 
     /// Sends one request; returns its request id.

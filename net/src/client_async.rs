@@ -337,24 +337,11 @@ impl AsyncClient {
             reader: MessageReader::new(read_half),
             established: Established { ack: LogonAck::default() },
         };
-        let nonce = match client.reader.recv(timeout).await? {
-            (_, Incoming::Msg(ServerMessage::LogonChallenge { nonce, .. })) => nonce,
-            (_, other) => return Err(ClientError::Unexpected(Box::new(other))),
-        };
+        let nonce = ClientCodec::challenge_nonce(client.reader.recv(timeout).await?.1)?;
         client.writer.send(&ClientCodec::logon_request(&options, &nonce)).await?;
-        match client.reader.recv(timeout).await? {
-            (_, Incoming::Msg(ServerMessage::LogonAck(ack))) => {
-                client.established = Established { ack };
-                Ok(client)
-            }
-            (_, Incoming::Msg(ServerMessage::LogonReject(r))) => Err(ClientError::LogonRejected {
-                reason: r.reason,
-                text: r.reason.describe().to_string(),
-                oldest_seq: r.oldest_seq,
-                next_seq: r.next_seq,
-            }),
-            (_, other) => Err(ClientError::Unexpected(Box::new(other))),
-        }
+        let ack = ClientCodec::logon_outcome(client.reader.recv(timeout).await?.1)?;
+        client.established = Established { ack };
+        Ok(client)
     }
 
     /// Encodes and sends one request; returns its request id.
