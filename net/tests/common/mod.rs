@@ -144,11 +144,26 @@ impl Harness {
         Harness::new(GatewayConfig::default())
     }
 
-    /// Opens a connection and reads the logon challenge.
+    /// Opens a connection (from 127.0.0.1) and reads the logon challenge.
     pub fn connect(&mut self) -> Client {
+        self.connect_from([127, 0, 0, 1])
+    }
+
+    /// Tries to open a connection from `ip` (a fresh port each time): the gateway's answer.
+    pub fn try_connect_from(
+        &mut self,
+        ip: [u8; 4],
+    ) -> Result<ConnId, bourse_net::session::ConnectError> {
         self.nonces = self.nonces.wrapping_add(1);
         let nonce = [self.nonces; 32];
-        let conn = self.gw.on_connect(self.now_ns, nonce).unwrap();
+        let peer = std::net::SocketAddr::from((ip, 10_000 + self.nonces as u16));
+        self.gw.on_connect(self.now_ns, peer, nonce, &mut self.actions)
+    }
+
+    /// Opens a connection from `ip` and reads the logon challenge.
+    pub fn connect_from(&mut self, ip: [u8; 4]) -> Client {
+        let conn = self.try_connect_from(ip).unwrap();
+        let nonce = [self.nonces; 32];
         let mut client = Client {
             conn,
             nonce: [0; 32],

@@ -1,0 +1,254 @@
+//! Limits that protect other clients, at the sans-IO level: connections awaiting a logon
+//! per IP and in all, eviction of the oldest of them, the logon deadline, connections per
+//! key, the rate limit shared by a key's connections, and the audit records.
+
+mod common;
+
+use bourse_engine::{Command, OrderType, Side, StpMode, TimeInForce};
+use bourse_net::protocol::*;
+use bourse_net::ratelimit::RateLimit;
+use bourse_net::session::{Action, Audit, ConnectError, GatewayConfig};
+use common::*;
+
+const ATTACKER: [u8; 4] = [127, 0, 0, 2];
+const HONEST: [u8; 4] = [127, 0, 0, 1];
+
+fn new_order(client_order_id: u64) -> ClientRequest {
+    ClientRequest::NewOrder(NewOrder {
+        market: 5,
+        client_order_id,
+        side: Side::Buy,
+        order_type: OrderType::Limit,
+        tif: TimeInForce::Gtc,
+        post_only: false,
+        price: 50_000,
+        qty: 10,
+        quote_budget: 0,
+        stp: StpMode::CancelTaker,
+    })
+}
+
+fn submits(actions: &[Action]) -> usize {
+    actions.iter().filter(|a| matches!(a, Action::Submit { .. })).count()
+}
+
+fn audit(h: &mut Harness) -> Vec<Audit> {
+    let mut out = Vec::new();
+    h.gw.take_audit(&mut out);
+    out
+}
+
+/// Logs `client` on as `key_id`; returns the first message of the answer.
+fn log_on(h: &mut Harness, client: &mut Client, key_id: u64, resume_from_seq: Seq) -> Got {
+    let request = Harness::logon_request(client, key_id, 0, resume_from_seq, false);
+    h.send(client, 1, &request);
+    h.read_all(client).remove(0).1
+}
+
+#[test]
+fn connections_awaiting_logon_are_capped_per_ip() {
+    let config = GatewayConfig { unauthenticated_per_ip_max: 3, ..GatewayConfig::default() };
+    let mut h = Harness::new(config);
+    let mut flood: Vec<Client> = (0..3).map(|_| h.connect_from(ATTACKER)).collect();
+    assert_eq!(h.try_connect_from(ATTACKER), Err(ConnectError::TooManyFromPeer));
+    assert_eq!(h.gw.stats().connects_refused, 1);
+    // Other addresses are not affected.
+    let mut honest = h.connect_from(HONEST);
+    assert!(matches!(
+        log_on(&mut h, &mut honest, TRADER_A, 0),
+        Got::Msg(ServerMessage::LogonAck(_))
+    ));
+    // A connection of that IP that logs on no longer counts against the cap.
+    let got = log_on(&mut h, &mut flood[0], TRADER_B, 0);
+    assert!(matches!(got, Got::Msg(ServerMessage::LogonAck(_))), "{got:?}");
+    assert!(h.try_connect_from(ATTACKER).is_ok());
+    assert_eq!(h.try_connect_from(ATTACKER), Err(ConnectError::TooManyFromPeer));
+    // One that goes away frees its place too.
+    h.gw.on_disconnected(flood[1].conn, h.now_ns, &mut h.actions);
+    assert!(h.try_connect_from(ATTACKER).is_ok());
+    assert_eq!(h.gw.stats().awaiting_logon, 3);
+}
+
+#[test]
+fn a_full_gateway_evicts_the_oldest_connection_awaiting_logon() {
+    let config = GatewayConfig {
+        unauthenticated_max: 4,
+        unauthenticated_per_ip_max: 4,
+        ..GatewayConfig::default()
+    };
+    let mut h = Harness::new(config);
+    // Attackers from many addresses hold every place for connections awaiting a logon.
+    let flood: Vec<Client> = (0..4u8)
+        .map(|i| {
+            h.now_ns += 1;
+            h.connect_from([10, 0, 0, i])
+        })
+        .collect();
+    h.take_actions();
+    audit(&mut h);
+    // An honest client still gets in: the oldest attacker makes room.
+    h.now_ns += 1;
+    let mut honest = h.connect_from(HONEST);
+    assert_eq!(close_reason(&h.take_actions(), flood[0].conn), Some(SessionReason::LogonTimeout));
+    assert_eq!(audit(&mut h), [Audit::Evicted { peer: "10.0.0.0:10001".parse().unwrap() }]);
+    assert_eq!(h.gw.stats().evictions, 1);
+    assert_eq!(h.gw.stats().awaiting_logon, 4);
+    assert!(matches!(
+        log_on(&mut h, &mut honest, TRADER_A, 0),
+        Got::Msg(ServerMessage::LogonAck(_))
+    ));
+    // The evicted connection is closing; the server's disconnect frees its slot.
+    h.gw.on_disconnected(flood[0].conn, h.now_ns, &mut h.actions);
+    assert_eq!(h.gw.stats().connections, 4);
+}
+
+#[test]
+fn connections_max_refuses_only_when_everyone_is_logged_on() {
+    let config = GatewayConfig { connections_max: 2, ..GatewayConfig::default() };
+    let mut h = Harness::new(config);
+    let (_a, _, _) = h.logon(TRADER_A, 0, 0, false);
+    let waiting = h.connect_from(ATTACKER);
+    h.take_actions();
+    // Full: the one awaiting a logon makes room for the newcomer.
+    let mut newcomer = h.connect_from(HONEST);
+    assert_eq!(close_reason(&h.take_actions(), waiting.conn), Some(SessionReason::LogonTimeout));
+    assert!(matches!(
+        log_on(&mut h, &mut newcomer, TRADER_B, 0),
+        Got::Msg(ServerMessage::LogonAck(_))
+    ));
+    // Both places hold logged-on sessions: now a connection is refused.
+    assert_eq!(h.try_connect_from(HONEST), Err(ConnectError::TooManyConnections));
+}
+
+#[test]
+fn the_logon_deadline_closes_an_idle_connection() {
+    let config = GatewayConfig { logon_timeout_ns: 2_000_000_000, ..GatewayConfig::default() };
+    let mut h = Harness::new(config);
+    let idle = h.connect_from(ATTACKER);
+    h.tick(1_999_999_999);
+    assert!(h.take_actions().is_empty());
+    h.tick(1);
+    assert_eq!(close_reason(&h.take_actions(), idle.conn), Some(SessionReason::LogonTimeout));
+    assert_eq!(h.gw.stats().awaiting_logon, 0);
+    let peer = "127.0.0.2:10001".parse().unwrap();
+    let reason = SessionReason::LogonTimeout;
+    assert_eq!(audit(&mut h), [Audit::ClosedBeforeLogon { peer, reason }]);
+}
+
+#[test]
+fn a_key_has_at_most_connections_per_key_max() {
+    let config = GatewayConfig { connections_per_key_max: 2, ..GatewayConfig::default() };
+    let mut h = Harness::new(config);
+    let (_a1, _, _) = h.logon(TRADER_A, 0, 0, false);
+    let (_a2, _, _) = h.logon(TRADER_A, 0, 0, false);
+    let mut third = h.connect();
+    let got = log_on(&mut h, &mut third, TRADER_A, 0);
+    let Got::Msg(ServerMessage::LogonReject(reject)) = got else { panic!("{got:?}") };
+    assert_eq!(reject.reason, SessionReason::SessionsLimit);
+    assert_eq!(close_reason(&h.take_actions(), third.conn), Some(SessionReason::SessionsLimit));
+    // Another key is not affected; a resuming logon takes the stream over instead.
+    let (_b, _, _) = h.logon(TRADER_B, 0, 0, false);
+    let mut resumer = h.connect();
+    let got = log_on(&mut h, &mut resumer, TRADER_A, 1);
+    assert!(matches!(got, Got::Msg(ServerMessage::LogonAck(_))), "{got:?}");
+    let replaced = h.take_actions();
+    let closes = replaced.iter().filter(|a| matches!(a, Action::Close { .. })).count();
+    assert_eq!(closes, 2, "both earlier connections are replaced: {replaced:?}");
+}
+
+#[test]
+fn a_keys_connections_share_one_rate_budget() {
+    let config = GatewayConfig {
+        rate: RateLimit { rate_per_sec: 10, burst: 4 },
+        ..GatewayConfig::default()
+    };
+    let mut h = Harness::new(config);
+    let (mut one, _, _) = h.logon(TRADER_A, 0, 0, false);
+    let (mut two, _, _) = h.logon(TRADER_A, 0, 0, false);
+    let (mut other_key, _, _) = h.logon(TRADER_B, 0, 0, false);
+    h.take_actions();
+    for i in 0..2 {
+        h.send(&mut one, 10 + i, &new_order(10 + i));
+        h.send(&mut two, 20 + i, &new_order(20 + i));
+    }
+    assert_eq!(submits(&h.take_actions()), 4, "the burst of 4 is shared");
+    // The key's budget is spent, whichever connection asks.
+    h.send(&mut one, 30, &new_order(30));
+    h.send(&mut two, 31, &new_order(31));
+    assert_eq!(submits(&h.take_actions()), 0);
+    for client in [&mut one, &mut two] {
+        let got = h.read_all(client);
+        let rate_limited = got.iter().any(|(_, g)| {
+            matches!(g, Got::Msg(ServerMessage::Rejected(r))
+                if r.cause == RejectCause::Session(SessionReason::RateLimited))
+        });
+        assert!(rate_limited, "{got:?}");
+    }
+    // Another key has its own budget.
+    h.send(&mut other_key, 40, &new_order(40));
+    assert_eq!(submits(&h.take_actions()), 1);
+    // 100 ms later one token has come back, for one connection of the key.
+    h.now_ns += 100_000_000;
+    h.send(&mut two, 50, &new_order(50));
+    h.send(&mut one, 51, &new_order(51));
+    assert_eq!(submits(&h.take_actions()), 1);
+}
+
+#[test]
+fn logons_logouts_and_admin_actions_are_audited() {
+    let mut h = Harness::with_defaults();
+    let (mut admin, _, _) = h.logon(ADMIN, 0, 0, false);
+    let peer = "127.0.0.1:10001".parse().unwrap();
+    assert_eq!(audit(&mut h), [Audit::Logon { peer, key_id: ADMIN, admin: true, resumed: false }]);
+    let deposit = ClientRequest::Admin(AdminRequest::Deposit {
+        tx: 7,
+        account: ACCOUNT_A,
+        asset: 1,
+        amount: 5,
+    });
+    h.send(&mut admin, 2, &deposit);
+    let command = Command::Deposit { tx: 7, account: ACCOUNT_A, asset: 1, amount: 5 };
+    assert_eq!(audit(&mut h), [Audit::Admin { peer, key_id: ADMIN, command }]);
+    h.send(&mut admin, 3, &ClientRequest::Logout);
+    let reason = Some(SessionReason::LoggedOut);
+    assert_eq!(audit(&mut h), [Audit::Logout { peer, key_id: ADMIN, reason }]);
+    // A refused logon names the key it claimed and the reason.
+    let mut bad = h.connect();
+    let mut request = Harness::logon_request(&bad, TRADER_A, 0, 0, false);
+    if let ClientRequest::Logon(logon) = &mut request {
+        logon.signature[0] ^= 1;
+    }
+    h.send(&mut bad, 1, &request);
+    let peer = "127.0.0.1:10002".parse().unwrap();
+    let reason = SessionReason::BadSignature;
+    assert_eq!(audit(&mut h), [Audit::LogonRefused { peer, key_id: TRADER_A, reason }]);
+    // A trader's peer that just goes away is logged out with no reason.
+    let (trader, _, _) = h.logon(TRADER_B, 0, 0, false);
+    h.gw.on_disconnected(trader.conn, h.now_ns, &mut h.actions);
+    let records = audit(&mut h);
+    assert!(
+        matches!(records[1], Audit::Logout { key_id: TRADER_B, reason: None, .. }),
+        "{records:?}"
+    );
+}
+
+#[test]
+fn limits_are_validated() {
+    for config in [
+        GatewayConfig { unauthenticated_max: 0, ..GatewayConfig::default() },
+        GatewayConfig { unauthenticated_per_ip_max: 0, ..GatewayConfig::default() },
+        GatewayConfig { connections_per_key_max: 0, ..GatewayConfig::default() },
+    ] {
+        assert!(config.validate().is_err(), "{config:?}");
+    }
+    // Configured through the TOML file.
+    let config = bourse_net::config::Config::from_toml(
+        "[gateway]\nunauthenticated_max = 9\nunauthenticated_per_ip_max = 3\n\
+         connections_per_key_max = 2\nlogon_timeout_ms = 1500\n",
+    )
+    .unwrap();
+    assert_eq!(config.gateway.unauthenticated_max, 9);
+    assert_eq!(config.gateway.unauthenticated_per_ip_max, 3);
+    assert_eq!(config.gateway.connections_per_key_max, 2);
+    assert_eq!(config.gateway.logon_timeout_ns, 1_500_000_000);
+}
