@@ -92,9 +92,9 @@ pub struct GatewayConfig {
     pub outbound_bytes_max: usize,
     /// Market data subscriptions per connection.
     pub subscriptions_max: usize,
-    /// Simultaneous open connections (logged on or awaiting a logon; closing ones, which
-    /// go within `CLOSE_FLUSH`, count only against `connections_max +
-    /// unauthenticated_max`).
+    /// Simultaneous connections (closing ones included). Connections evicted to make
+    /// room for a new one may exceed it until the server has closed them (they go within
+    /// its `CLOSE_FLUSH`): at most `connections_max + unauthenticated_max` exist.
     pub connections_max: usize,
     /// Connections awaiting a logon at once, over all peers (capped at
     /// `connections_max`). When they are this many, or `connections_max` is reached, a new connection evicts the oldest one awaiting a
@@ -508,11 +508,11 @@ impl Gateway {
     ///
     /// Limits, in order: a peer IP with `unauthenticated_per_ip_max` connections awaiting
     /// a logon is refused; when `unauthenticated_max` connections await a logon, or
-    /// `connections_max` are open, the oldest connection awaiting a logon is closed
-    /// (`LogonTimeout`, with an `Evicted` audit record) to make room, and only when all
-    /// `connections_max` are logged on is the new one refused. An evicted connection is
-    /// `Closing` until the server reports it gone, so at most `connections_max +
-    /// unauthenticated_max` slots exist at once.
+    /// `connections_max` exist, the oldest connection awaiting a logon is closed
+    /// (`LogonTimeout`, with an `Evicted` audit record) to make room, and only when none
+    /// awaits a logon is the new one refused. An evicted connection is `Closing` until
+    /// the server reports it gone, so at most `connections_max + unauthenticated_max`
+    /// slots exist at once.
     pub fn on_connect(
         &mut self,
         now_ns: u64,
@@ -570,8 +570,8 @@ impl Gateway {
         if from_peer.unwrap_or(0) >= config.unauthenticated_per_ip_max {
             return Err(ConnectError::TooManyFromPeer);
         }
-        let open = self.stats.awaiting_logon + self.stats.logged_on;
-        if self.stats.awaiting_logon >= unauthenticated_max || open >= config.connections_max {
+        let full = self.stats.connections >= config.connections_max;
+        if self.stats.awaiting_logon >= unauthenticated_max || full {
             let Some(oldest) = self.oldest_awaiting() else {
                 return Err(ConnectError::TooManyConnections);
             };

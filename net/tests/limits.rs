@@ -103,7 +103,7 @@ fn a_full_gateway_evicts_the_oldest_connection_awaiting_logon() {
 }
 
 #[test]
-fn connections_max_refuses_only_when_everyone_is_logged_on() {
+fn connections_max_refuses_only_when_none_awaits_a_logon() {
     let config = GatewayConfig { connections_max: 2, ..GatewayConfig::default() };
     let mut h = Harness::new(config);
     let (_a, _, _) = h.logon(TRADER_A, 0, 0, false);

@@ -1,0 +1,58 @@
+//! The real `bourse` daemon's audit lines: logon, refused logon, admin action and logout,
+//! each on stderr with the journald priority prefix (`<4>` warning, `<5>` notice) that
+//! systemd's stream logging files it under.
+
+mod daemon;
+
+use bourse_net::client::{Incoming, LogonOptions};
+use bourse_net::protocol::*;
+use daemon::*;
+
+const ALICE: u64 = 200;
+const USDT: u32 = 2;
+
+#[test]
+fn logons_refusals_and_admin_actions_are_audited_at_their_priorities() {
+    let _one = exclusive();
+    let dir = TestDir::new("daemon-audit");
+    let config = write_config(&dir, "audit", &dir.join("data"), &Settings::memory());
+    let mut daemon = Daemon::start(&config);
+    let addr = daemon.addr();
+    let line = |daemon: &Daemon, what: &str, accept: &dyn Fn(&str) -> bool| -> String {
+        daemon
+            .wait_for_line(TIMEOUT, accept)
+            .unwrap_or_else(|| panic!("no {what} line; stderr:\n{}", daemon.stderr_text()))
+    };
+
+    let mut admin = connect(addr, ADMIN);
+    line(&daemon, "logon", &|l| l.starts_with("<5>bourse: logon: key 1 (admin) from 127.0.0.1:"));
+    let deposit = AdminRequest::Deposit { tx: 4242, account: ALICE, asset: USDT, amount: 1 };
+    let request_id = admin.send(&ClientRequest::Admin(deposit)).expect("send the deposit");
+    admin
+        .recv_until(TIMEOUT, |m| match m {
+            Incoming::Msg(ServerMessage::AdminAck(a)) if a.request_id == request_id => Some(()),
+            _ => None,
+        })
+        .expect("the deposit is acknowledged");
+    let admin_line = line(&daemon, "admin", &|l| l.starts_with("<5>bourse: admin: key 1 from "));
+    assert!(admin_line.contains("Deposit") && admin_line.contains("4242"), "{admin_line}");
+
+    // A logon with the wrong secret is a warning, naming the key it claimed.
+    let wrong = LogonOptions { secret: [7; 32], ..LogonOptions::demo(ALICE) };
+    assert!(connect_with(addr, wrong).is_err());
+    line(&daemon, "refused logon", &|l| {
+        l.starts_with("<4>bourse: logon refused: key 200 from 127.0.0.1:")
+            && l.ends_with("logon signature does not match")
+    });
+
+    admin.send(&ClientRequest::Logout).expect("send the logout");
+    line(&daemon, "logout", &|l| {
+        l.starts_with("<5>bourse: logout: key 1 from 127.0.0.1:") && l.ends_with(": logged out")
+    });
+    drop(admin);
+    daemon.terminate();
+    // Nothing here was a failure of the daemon itself.
+    let errors: Vec<String> =
+        daemon.stderr_lines().into_iter().filter(|l| l.starts_with("<3>")).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
