@@ -56,3 +56,47 @@ fn logons_refusals_and_admin_actions_are_audited_at_their_priorities() {
         daemon.stderr_lines().into_iter().filter(|l| l.starts_with("<3>")).collect();
     assert!(errors.is_empty(), "{errors:?}");
 }
+
+/// Sets the daemon's soft limit on open files (`prlimit`, util-linux).
+fn set_nofile(pid: u32, soft: usize) {
+    let status = std::process::Command::new("prlimit")
+        .arg(format!("--nofile={soft}:"))
+        .arg("--pid")
+        .arg(pid.to_string())
+        .status()
+        .expect("run prlimit");
+    assert!(status.success(), "prlimit --nofile={soft}: --pid {pid}: {status}");
+}
+
+#[test]
+fn an_accept_failure_storm_prints_one_line_not_one_per_failure() {
+    let _one = exclusive();
+    let dir = TestDir::new("daemon-accept-storm");
+    let config = write_config(&dir, "storm", &dir.join("data"), &Settings::memory());
+    let mut daemon = Daemon::start(&config);
+    let (addr, pid) = (daemon.addr(), daemon.pid());
+    // Room for a few more descriptors only: the accepts after those fail with EMFILE,
+    // again and again while the connections wait in the listen backlog.
+    let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("/proc").count();
+    set_nofile(pid, open_fds + 4);
+    let flood: Vec<std::net::TcpStream> =
+        (0..40).map(|_| std::net::TcpStream::connect(addr).expect("connect")).collect();
+    let first = daemon
+        .wait_for_line(TIMEOUT, |l| l.contains("accept failed"))
+        .unwrap_or_else(|| panic!("no accept failure; stderr:\n{}", daemon.stderr_text()));
+    let storm_started = std::time::Instant::now();
+    assert!(first.starts_with("<3>bourse: accept failed: "), "{first}");
+    // The accept loop retries every 10 ms: a storm of about 100 failures a second.
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    let printed = daemon.stderr_lines().iter().filter(|l| l.contains("accept failed")).count();
+    // One line per 10 s window at most (the next window's line may have come if this
+    // machine stalled for that long).
+    let windows = 1 + storm_started.elapsed().as_secs() as usize / 10;
+    assert!(printed <= windows, "{printed} accept-failure lines in {windows} window(s)");
+    // Once descriptors are free again, the daemon serves as before.
+    drop(flood);
+    set_nofile(pid, 1024);
+    let report = status(addr);
+    assert!(report.last_index > 0);
+    daemon.terminate();
+}
