@@ -97,8 +97,9 @@ pub struct GatewayConfig {
     /// its `CLOSE_FLUSH`): at most `connections_max + unauthenticated_max` exist.
     pub connections_max: usize,
     /// Connections awaiting a logon at once, over all peers (capped at
-    /// `connections_max`). When they are this many, or `connections_max` is reached, a new connection evicts the oldest one awaiting a
-    /// logon: connections that never log on cannot lock out those that do.
+    /// `connections_max`). When they are this many, or `connections_max` is reached, a
+    /// new connection evicts the oldest one awaiting a logon: connections that never log
+    /// on cannot lock out those that do.
     pub unauthenticated_max: usize,
     /// Connections awaiting a logon from one IP address; more are refused at once.
     pub unauthenticated_per_ip_max: usize,
@@ -242,7 +243,7 @@ pub enum Action {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectError {
-    #[error("connection limit reached (connections_max, all logged on)")]
+    #[error("connection limit reached (connections_max; none awaits a logon to evict)")]
     TooManyConnections,
     #[error(
         "too many connections awaiting a logon from this address (unauthenticated_per_ip_max)"
@@ -945,6 +946,9 @@ impl Gateway {
                     self.close_replaced(previous, now_ns, actions);
                 }
             }
+        }
+        if !self.sessions.contains_key(&session_id) || self.conns[slot].is_none() {
+            return; // Checked by the caller; leaves the state untouched if not.
         }
         self.leave_awaiting(slot);
         if let Some(peer) = self.conns[slot].as_ref().map(|c| c.peer) {
