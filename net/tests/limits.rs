@@ -252,3 +252,154 @@ fn limits_are_validated() {
     assert_eq!(config.gateway.connections_per_key_max, 2);
     assert_eq!(config.gateway.logon_timeout_ns, 1_500_000_000);
 }
+
+mod model {
+    //! Random sequences of connects from a few addresses, logons, disconnects and
+    //! timer ticks, with the server's part played at once (every `Close` is followed by
+    //! `on_disconnected`): the gateway's counts match a model of the connections, and
+    //! no bound is ever exceeded.
+
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Clone, Copy, Debug)]
+    enum Op {
+        Connect(u8),
+        Logon { pick: usize, key: usize },
+        Disconnect(usize),
+        Tick(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..4u8).prop_map(Op::Connect),
+            3 => (any::<usize>(), 0..4usize).prop_map(|(pick, key)| Op::Logon { pick, key }),
+            1 => any::<usize>().prop_map(Op::Disconnect),
+            1 => (0..3_000u64).prop_map(Op::Tick),
+        ]
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum State {
+        Awaiting,
+        LoggedOn(u64),
+    }
+
+    struct Model {
+        conns: BTreeMap<u64, (Client, [u8; 4], State)>,
+    }
+
+    impl Model {
+        fn count(&self, pred: impl Fn(&[u8; 4], &State) -> bool) -> usize {
+            self.conns.values().filter(|(_, ip, s)| pred(ip, s)).count()
+        }
+    }
+
+    /// The server's part: every closed connection goes away at once.
+    fn settle(h: &mut Harness, model: &mut Model) {
+        loop {
+            let actions = h.take_actions();
+            let closed: Vec<_> = actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Close { conn, .. } => Some(*conn),
+                    _ => None,
+                })
+                .collect();
+            if closed.is_empty() {
+                return;
+            }
+            for conn in closed {
+                model.conns.remove(&conn.raw());
+                h.gw.on_disconnected(conn, h.now_ns, &mut h.actions);
+            }
+        }
+    }
+
+    const KEYS: [u64; 4] = [TRADER_A, TRADER_B, TRADER_A2, ADMIN];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #[test]
+        fn counts_match_the_model_and_bounds_hold(ops in proptest::collection::vec(op(), 1..300)) {
+            let config = GatewayConfig {
+                connections_max: 7,
+                unauthenticated_max: 6,
+                unauthenticated_per_ip_max: 3,
+                connections_per_key_max: 2,
+                logon_timeout_ns: 2_000_000_000,
+                ..GatewayConfig::default()
+            };
+            let mut h = Harness::new(config);
+            let mut model = Model { conns: BTreeMap::new() };
+            for op in ops {
+                match op {
+                    Op::Connect(i) => {
+                        let ip = [10, 0, 0, i];
+                        let from_ip = model.count(|p, s| *p == ip && *s == State::Awaiting);
+                        match h.try_client_from(ip) {
+                            Ok(client) => {
+                                prop_assert!(from_ip < 3);
+                                model.conns.insert(client.conn.raw(), (client, ip, State::Awaiting));
+                            }
+                            Err(ConnectError::TooManyFromPeer) => prop_assert_eq!(from_ip, 3),
+                            Err(ConnectError::TooManyConnections) => {
+                                prop_assert_eq!(model.count(|_, s| *s == State::Awaiting), 0);
+                                prop_assert!(model.conns.len() >= 7);
+                            }
+                        }
+                    }
+                    Op::Logon { pick, key } => {
+                        let awaiting: Vec<u64> = model
+                            .conns
+                            .iter()
+                            .filter(|(_, (_, _, s))| *s == State::Awaiting)
+                            .map(|(id, _)| *id)
+                            .collect();
+                        if awaiting.is_empty() {
+                            continue;
+                        }
+                        let id = awaiting[pick % awaiting.len()];
+                        let key_id = KEYS[key];
+                        let of_key = model.count(|_, s| *s == State::LoggedOn(key_id));
+                        let (client, _, state) = model.conns.get_mut(&id).unwrap();
+                        let request = Harness::logon_request(client, key_id, 0, 0, false);
+                        h.send(client, 1, &request);
+                        let got = h.read_all(client);
+                        match &got[0].1 {
+                            Got::Msg(ServerMessage::LogonAck(_)) => {
+                                prop_assert!(of_key < 2);
+                                *state = State::LoggedOn(key_id);
+                            }
+                            Got::Msg(ServerMessage::LogonReject(r)) => {
+                                prop_assert_eq!(r.reason, SessionReason::SessionsLimit);
+                                prop_assert_eq!(of_key, 2);
+                            }
+                            other => prop_assert!(false, "{:?}", other),
+                        }
+                    }
+                    Op::Disconnect(pick) => {
+                        let ids: Vec<u64> = model.conns.keys().copied().collect();
+                        if let Some(id) = ids.get(pick % ids.len().max(1)) {
+                            let (client, _, _) = model.conns.remove(id).unwrap();
+                            h.gw.on_disconnected(client.conn, h.now_ns, &mut h.actions);
+                        }
+                    }
+                    Op::Tick(ms) => h.tick(ms * 1_000_000),
+                }
+                settle(&mut h, &mut model);
+                let stats = h.gw.stats();
+                prop_assert_eq!(stats.connections, model.conns.len());
+                prop_assert_eq!(stats.awaiting_logon, model.count(|_, s| *s == State::Awaiting));
+                prop_assert_eq!(stats.logged_on, model.count(|_, s| *s != State::Awaiting));
+                prop_assert!(stats.awaiting_logon <= 6);
+                prop_assert!(stats.connections <= 7);
+                for i in 0..4u8 {
+                    let ip = [10, 0, 0, i];
+                    prop_assert!(model.count(|p, s| *p == ip && *s == State::Awaiting) <= 3);
+                }
+            }
+        }
+    }
+}

@@ -162,7 +162,15 @@ impl Harness {
 
     /// Opens a connection from `ip` and reads the logon challenge.
     pub fn connect_from(&mut self, ip: [u8; 4]) -> Client {
-        let conn = self.try_connect_from(ip).unwrap();
+        self.try_client_from(ip).unwrap()
+    }
+
+    /// Like `connect_from`, or the gateway's refusal.
+    pub fn try_client_from(
+        &mut self,
+        ip: [u8; 4],
+    ) -> Result<Client, bourse_net::session::ConnectError> {
+        let conn = self.try_connect_from(ip)?;
         let nonce = [self.nonces; 32];
         let mut client = Client {
             conn,
@@ -181,7 +189,7 @@ impl Harness {
             other => panic!("expected a challenge, got {other:?}"),
         }
         assert_eq!(client.nonce, nonce);
-        client
+        Ok(client)
     }
 
     pub fn logon_request(
