@@ -100,3 +100,39 @@ fn an_accept_failure_storm_prints_one_line_not_one_per_failure() {
     assert!(report.last_index > 0);
     daemon.terminate();
 }
+
+#[test]
+fn a_flood_of_refused_connections_prints_one_line() {
+    let _one = exclusive();
+    let dir = TestDir::new("daemon-refused-flood");
+    let config = write_config(&dir, "flood", &dir.join("data"), &Settings::memory());
+    let mut daemon = Daemon::start(&config);
+    let addr = daemon.addr();
+    // 45 connections from one address that never log on: the default
+    // unauthenticated_per_ip_max (16) holds, the other 29 are refused.
+    let source: std::net::SocketAddr = "127.0.0.2:0".parse().unwrap();
+    let started = std::time::Instant::now();
+    let flood: Vec<socket2::Socket> = (0..45)
+        .map(|_| {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .expect("socket");
+            socket.bind(&source.into()).expect("bind 127.0.0.2");
+            socket.connect_timeout(&addr.into(), TIMEOUT).expect("connect");
+            socket
+        })
+        .collect();
+    let first = daemon
+        .wait_for_line(TIMEOUT, |l| l.contains("refused: too many connections awaiting"))
+        .unwrap_or_else(|| panic!("no refusal; stderr:\n{}", daemon.stderr_text()));
+    assert!(first.starts_with("<4>bourse: connection from 127.0.0.2:"), "{first}");
+    // An honest logon from elsewhere works meanwhile, and its answer comes after every
+    // refusal was handled (the daemon accepts in order).
+    let report = status(addr);
+    assert!(report.last_index > 0);
+    let refusals = daemon.stderr_lines().iter().filter(|l| l.contains("refused: too many")).count();
+    // One line per 10 s window (a second one only if this machine stalled that long).
+    let windows = 1 + started.elapsed().as_secs() as usize / 10;
+    assert!((1..=windows).contains(&refusals), "{}", daemon.stderr_text());
+    drop(flood);
+    daemon.terminate();
+}
