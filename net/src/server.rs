@@ -767,7 +767,7 @@ fn accept(core: &Rc<NetCore>, stream: TcpStream, peer: std::net::SocketAddr) {
     let _ = stream.set_nodelay(true);
     let mut nonce = [0u8; crate::auth::NONCE_BYTES];
     if getrandom::fill(&mut nonce).is_err() {
-        eprintln!("bourse: no randomness for a logon challenge; connection refused");
+        crate::log_error!("no randomness for a logon challenge; connection refused");
         return;
     }
     let connected = {
