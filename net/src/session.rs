@@ -101,7 +101,8 @@ pub struct GatewayConfig {
     /// new connection evicts the oldest one awaiting a logon: connections that never log
     /// on cannot lock out those that do.
     pub unauthenticated_max: usize,
-    /// Connections awaiting a logon from one IP address; more are refused at once.
+    /// Connections awaiting a logon from one IP address (one IPv6 /64, `peer_group`);
+    /// more are refused at once.
     pub unauthenticated_per_ip_max: usize,
     /// Logged-on connections of one API key; another logon is refused with
     /// `SessionsLimit` (a logon that resumes takes the stream over and is not refused).
@@ -552,7 +553,7 @@ impl Gateway {
         });
         self.stats.connections += 1;
         self.stats.awaiting_logon += 1;
-        *self.awaiting_by_ip.entry(peer.ip().to_canonical()).or_insert(0) += 1;
+        *self.awaiting_by_ip.entry(peer_group(peer)).or_insert(0) += 1;
         let challenge = ServerMessage::LogonChallenge { nonce, protocol_version: PROTOCOL_VERSION };
         self.send_control(slot, now_ns, &challenge);
         Ok(id)
@@ -567,7 +568,7 @@ impl Gateway {
     ) -> Result<(), ConnectError> {
         let config = self.config;
         let unauthenticated_max = config.unauthenticated_max.min(config.connections_max);
-        let from_peer = self.awaiting_by_ip.get(&peer.ip().to_canonical()).copied();
+        let from_peer = self.awaiting_by_ip.get(&peer_group(peer)).copied();
         if from_peer.unwrap_or(0) >= config.unauthenticated_per_ip_max {
             return Err(ConnectError::TooManyFromPeer);
         }
@@ -612,7 +613,7 @@ impl Gateway {
             return;
         }
         self.stats.awaiting_logon -= 1;
-        let ip = c.peer.ip().to_canonical();
+        let ip = peer_group(c.peer);
         let count = self.awaiting_by_ip.get_mut(&ip).expect("counted at connect");
         assert!(*count > 0);
         *count -= 1;
@@ -1603,6 +1604,16 @@ impl Gateway {
 
     fn conn(&self, conn: ConnId) -> Option<&Connection> {
         self.conns.get(conn.slot())?.as_ref().filter(|c| c.id == conn)
+    }
+}
+
+/// What `unauthenticated_per_ip_max` counts per: the IPv4 address (an IPv4-mapped IPv6
+/// address counts as its IPv4 one), or the IPv6 /64 prefix, since one IPv6 host usually
+/// holds a whole /64 and could otherwise use a fresh address per connection.
+pub fn peer_group(peer: SocketAddr) -> IpAddr {
+    match peer.ip().to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        v4 => v4,
     }
 }
 

@@ -233,6 +233,20 @@ fn logons_logouts_and_admin_actions_are_audited() {
 }
 
 #[test]
+fn ipv6_peers_count_per_64_prefix_and_mapped_ipv4_as_ipv4() {
+    use bourse_net::session::peer_group;
+    let a: std::net::SocketAddr = "[2001:db8:1:2:aaaa::1]:5".parse().unwrap();
+    let b: std::net::SocketAddr = "[2001:db8:1:2:bbbb::9]:6".parse().unwrap();
+    let other: std::net::SocketAddr = "[2001:db8:1:3::1]:5".parse().unwrap();
+    assert_eq!(peer_group(a), peer_group(b));
+    assert_ne!(peer_group(a), peer_group(other));
+    let mapped: std::net::SocketAddr = "[::ffff:10.1.2.3]:7".parse().unwrap();
+    let v4: std::net::SocketAddr = "10.1.2.3:8".parse().unwrap();
+    assert_eq!(peer_group(mapped), peer_group(v4));
+    assert_eq!(peer_group(v4), "10.1.2.3".parse::<std::net::IpAddr>().unwrap());
+}
+
+#[test]
 fn limits_are_validated() {
     for config in [
         GatewayConfig { unauthenticated_max: 0, ..GatewayConfig::default() },
