@@ -23,6 +23,7 @@
 //!
 //! See net/README.md for the protocol rules (sessions, resume, limits, errors).
 
+pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod client_async;
@@ -33,6 +34,7 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod journal;
+pub mod log;
 pub mod protocol;
 pub mod ratelimit;
 pub mod server;

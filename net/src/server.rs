@@ -32,6 +32,7 @@ use bourse_engine::{Event, Exchange};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use monoio::net::{TcpListener, TcpStream};
 
+use crate::audit::AuditLog;
 use crate::auth::KeyStore;
 use crate::config::{Config, Durability};
 use crate::durable::{self, SnapshotJob, SnapshotThread, WalLog};
@@ -39,7 +40,7 @@ use crate::protocol::{
     AssetInfo, MarketInfo, OpenOrderInfo, SessionReason, OPEN_ORDERS_PER_REPLY_MAX,
     REFERENCE_ASSETS_MAX, REFERENCE_MARKETS_MAX,
 };
-use crate::session::{Action, ConnId, Gateway, Origin, Query as GatewayQuery};
+use crate::session::{Action, Audit, ConnId, Gateway, Origin, Query as GatewayQuery};
 use crate::shard::{
     Bells, CommandLog, IdleWait, MemoryLog, Output, Query, Reply, Request, Shard, ShardOptions,
     SnapshotPolicy, SystemClock,
@@ -159,6 +160,10 @@ struct NetCore {
     /// is let in before they are, so no client sees a half-built exchange.
     bootstrap_left: Cell<usize>,
     bootstrap_done: LocalNotify,
+    /// Audit lines and rate-limited connection noise (`audit.rs`).
+    audit_log: RefCell<AuditLog>,
+    /// Scratch for `Gateway::take_audit`.
+    audit: RefCell<Vec<Audit>>,
 }
 
 impl NetCore {
@@ -182,6 +187,7 @@ impl NetCore {
         if rang {
             self.bells.ring_shard();
         }
+        self.log_audit();
         let mut dirty = self.dirty.borrow_mut();
         self.gateway.borrow_mut().take_dirty(&mut dirty);
         let conns = self.conns.borrow();
@@ -189,6 +195,20 @@ impl NetCore {
             if let Some(io) = conns.get(&conn) {
                 io.writer.notify();
             }
+        }
+    }
+
+    /// Logs what the gateway recorded for the audit trail (logons, logouts, admin).
+    fn log_audit(&self) {
+        let mut audit = self.audit.borrow_mut();
+        self.gateway.borrow_mut().take_audit(&mut audit);
+        if audit.is_empty() {
+            return;
+        }
+        let now = now_ns();
+        let mut log = self.audit_log.borrow_mut();
+        for record in audit.drain(..) {
+            log.record(now, &record);
         }
     }
 
@@ -654,6 +674,8 @@ pub fn run_with<L: CommandLog + Send + 'static>(
         connections_served: Cell::new(0),
         bootstrap_left: Cell::new(bootstrap_len),
         bootstrap_done: LocalNotify::default(),
+        audit_log: RefCell::new(AuditLog::default()),
+        audit: RefCell::new(Vec::new()),
     });
     bells.ring_shard();
     ready(local);
@@ -710,9 +732,9 @@ async fn net_main(core: Rc<NetCore>, listener: TcpListener, stop: Arc<AtomicBool
     loop {
         monoio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => accept(&core, stream),
+                Ok((stream, peer)) => accept(&core, stream, peer),
                 Err(e) => {
-                    eprintln!("bourse: accept failed: {e}");
+                    core.audit_log.borrow_mut().accept_failed(now_ns(), &e);
                     monoio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
@@ -741,17 +763,25 @@ async fn net_main(core: Rc<NetCore>, listener: TcpListener, stop: Arc<AtomicBool
     }
 }
 
-fn accept(core: &Rc<NetCore>, stream: TcpStream) {
+fn accept(core: &Rc<NetCore>, stream: TcpStream, peer: std::net::SocketAddr) {
     let _ = stream.set_nodelay(true);
     let mut nonce = [0u8; crate::auth::NONCE_BYTES];
     if getrandom::fill(&mut nonce).is_err() {
-        eprintln!("bourse: no randomness for a logon challenge; connection refused");
+        crate::log_error!("no randomness for a logon challenge; connection refused");
         return;
     }
-    let connected = core.gateway.borrow_mut().on_connect(now_ns(), nonce);
-    let Ok(conn) = connected else {
-        // Over connections_max: the socket is dropped (closed) at once.
-        return;
+    let connected = {
+        let mut actions = core.actions.borrow_mut();
+        core.gateway.borrow_mut().on_connect(now_ns(), peer, nonce, &mut actions)
+    };
+    let conn = match connected {
+        Ok(conn) => conn,
+        Err(error) => {
+            // Over a limit: the socket is dropped (closed) at once.
+            core.audit_log.borrow_mut().connect_refused(now_ns(), peer, error);
+            core.settle();
+            return;
+        }
     };
     core.connections_served.set(core.connections_served.get() + 1);
     let io = Rc::new(ConnIo {
@@ -885,6 +915,7 @@ async fn tick_task(core: Rc<NetCore>, stop: Arc<AtomicBool>) {
         }
         core.settle();
         core.flush_backlog();
+        core.audit_log.borrow_mut().flush(now_ns());
         // A connection still in the map has its reader alive, so its fd is open.
         for io in core.conns.borrow().values() {
             if io.closing_since.get().is_some_and(|since| since.elapsed() >= CLOSE_FLUSH) {
