@@ -1,0 +1,340 @@
+//! `bourse-log salvage`: a startable copy of a damaged data directory, made of the newest
+//! snapshot that verifies and the intact log entries after it.
+//!
+//! It never changes the source: it reads it (holding its `LOCK` so no daemon starts on
+//! it meanwhile, and refusing if one holds it), writes a new data directory with the
+//! replication crate's own snapshot store and WAL writer, and reads the log with its one
+//! walker (`scan_segment_files`). Segments wholly before the chosen snapshot are not read:
+//! their entries are in the snapshot, and their damage is what salvage leaves behind.
+//! What it kept and what it dropped is printed and written to `SALVAGE-<unix secs>.txt` in
+//! the new directory.
+
+use std::fmt::Write as _;
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bourse_engine::{Command, Exchange};
+use bourse_net::durable::{log_dir, snapshot_dir, split_snapshot_payload};
+use bourse_replication::scan::{list_segments, scan_segment_files, verify_log, ScanOptions};
+use bourse_replication::snapshot::{LoadedSnapshot, SNAPSHOTS_KEPT_DEFAULT};
+use bourse_replication::{
+    decode_command_payload, AppendError, CommandPayload, EntryRef, LogError, SnapshotStore, Wal,
+    WalOptions,
+};
+
+/// How long salvage waits for its own WAL writer to make entries durable.
+const DURABLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The lock file a daemon holds for the life of its process.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// The engine state in a snapshot payload: a daemon's node snapshot (`BRSNODE1`: engine
+/// and report streams) or a bare engine snapshot (`examples/snapshot_from_log.rs`). The
+/// second value is the size of the report streams, if the payload has them.
+pub fn decode_snapshot_state(payload: &[u8]) -> Result<(Exchange, Option<usize>), String> {
+    let (engine, streams) = match split_snapshot_payload(payload) {
+        Ok((engine, streams)) => (engine, Some(streams.len())),
+        Err(node_error) => {
+            let exchange = Exchange::decode_snapshot(payload).map_err(|e| {
+                format!("neither a node snapshot ({node_error}) nor an engine snapshot ({e})")
+            })?;
+            return Ok((exchange, None));
+        }
+    };
+    let exchange = Exchange::decode_snapshot(engine)
+        .map_err(|e| format!("node snapshot with a bad engine section: {e}"))?;
+    Ok((exchange, streams))
+}
+
+/// Loads the newest snapshot in `dir` at or below `to` that verifies (crc, decode, state
+/// hash), printing each one passed over. Returns it with the engine it holds.
+pub fn newest_good_snapshot(
+    dir: &Path,
+    to: u64,
+) -> Result<Option<(LoadedSnapshot, Exchange)>, String> {
+    let store = SnapshotStore::inspect(dir);
+    let listed = match store.list() {
+        Ok(listed) => listed,
+        Err(e) if !dir.exists() => {
+            eprintln!("bourse-log: no snapshot directory ({e})");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    for candidate in listed.iter().rev().filter(|s| s.index <= to) {
+        let checked = bourse_replication::snapshot::read_snapshot_file(&candidate.path)
+            .map_err(|e| e.to_string())
+            .and_then(|loaded| {
+                let (exchange, _) = decode_snapshot_state(&loaded.payload)?;
+                if exchange.state_hash() != loaded.info.state_hash {
+                    return Err("state hash differs from its header".to_string());
+                }
+                if exchange.last_index() != loaded.info.index {
+                    return Err("engine index differs from its header".to_string());
+                }
+                Ok((loaded, exchange))
+            });
+        match checked {
+            Ok(found) => return Ok(Some(found)),
+            Err(e) => {
+                eprintln!("bourse-log: skipping snapshot {}: {e}", candidate.path.display())
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Takes `data_dir/LOCK` without blocking, so no daemon starts on the directory while
+/// salvage reads it; refuses if a daemon (or another salvage) holds it.
+pub fn lock_data_dir(data_dir: &Path) -> Result<File, String> {
+    let path = data_dir.join(LOCK_FILE);
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o640)
+            .open(&path)
+            .map_err(|e| format!("cannot create the lock file {}: {e}", path.display()))?,
+        Err(e) => return Err(format!("cannot open the lock file {}: {e}", path.display())),
+    };
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            Err(format!(
+                "{} is locked ({}{}): a daemon is running on this data directory. Stop it \
+                 first; salvage works on a stopped node only",
+                data_dir.display(),
+                path.display(),
+                if holder.is_empty() { String::new() } else { format!(", held by {holder}") }
+            ))
+        }
+        Err(e) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
+/// What a salvage produced, for the caller's checks and the audit note.
+#[derive(Debug)]
+pub struct Salvaged {
+    pub snapshot_index: u64,
+    /// Last index of the new log (the snapshot's index if no entry was kept).
+    pub last_index: u64,
+    pub state_hash: [u8; 32],
+    pub note: PathBuf,
+}
+
+/// Writes a startable data directory `out` from `data_dir` (see the module doc).
+pub fn salvage(data_dir: &Path, out: &Path) -> Result<Salvaged, String> {
+    let _lock = lock_data_dir(data_dir)?;
+    prepare_out(out)?;
+    let mut note = String::new();
+    let mut say = |line: String| {
+        println!("{line}");
+        note.push_str(&line);
+        note.push('\n');
+    };
+    say(format!("salvage of {} into {}", data_dir.display(), out.display()));
+    let source_log = log_dir(data_dir);
+    let verified = verify_log(&source_log, &mut |_| {}).map_err(|e| e.to_string())?;
+    for d in &verified.damage {
+        say(format!("damage       {d}"));
+    }
+    let (snapshot, mut exchange) = match newest_good_snapshot(&snapshot_dir(data_dir), u64::MAX)? {
+        Some((loaded, exchange)) => (Some(loaded), exchange),
+        None => {
+            (None, Exchange::new(bourse_engine::Config::default()).map_err(|e| format!("{e:?}"))?)
+        }
+    };
+    let (start, start_term) = snapshot.as_ref().map_or((0, 0), |s| (s.info.index, s.info.term));
+    match &snapshot {
+        Some(s) => say(format!("snapshot     {} (index {start}, verified)", s.info.path.display())),
+        None => say("snapshot     none verifies: keeping the log from index 1".to_string()),
+    }
+    if let Some(s) = &snapshot {
+        SnapshotStore::open(&snapshot_dir(out), SNAPSHOTS_KEPT_DEFAULT)
+            .and_then(|store| {
+                store.write(start, s.info.term, &s.info.state_hash, &s.info.membership, &s.payload)
+            })
+            .map_err(|e| format!("writing the snapshot into {}: {e}", out.display()))?;
+    }
+    let kept = copy_intact(&source_log, &log_dir(out), start, start_term, &mut exchange)?;
+    let last_index = kept.next - 1;
+    let files = list_segments(&source_log).map_err(|e| e.to_string())?;
+    for f in files.iter().filter(|f| f.first_index <= start) {
+        let covered =
+            files.iter().any(|g| g.first_index > f.first_index && g.first_index <= start + 1);
+        if covered {
+            say(format!(
+                "not copied   {} (entries before {}: in the snapshot)",
+                f.path.display(),
+                start + 1
+            ));
+        }
+    }
+    say(format!(
+        "kept         entries {}..={last_index} ({} entries)",
+        start + 1,
+        last_index - start
+    ));
+    match (&kept.stop, verified.last) {
+        (Some(why), last) => {
+            let seen = last.map_or(String::new(), |(i, _)| format!(", last readable index {i}"));
+            say(format!("DROPPED      every entry from {} on{seen}: {why}", kept.next));
+            for f in files.iter().filter(|f| segment_reaches(&files, f, kept.next)) {
+                say(format!("dropped from {}", f.path.display()));
+            }
+        }
+        (None, _) => say("dropped      nothing after the snapshot".to_string()),
+    }
+    if let Some(torn) = &kept.torn {
+        say(format!("torn tail    {torn} (not copied, as recovery would cut it)"));
+    }
+    exchange.check_invariants().map_err(|e| format!("the salvaged state is inconsistent: {e}"))?;
+    let state_hash = exchange.state_hash();
+    say(format!("index        {last_index}"));
+    say(format!("state_hash   {}", hex::encode(state_hash)));
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let note_path = out.join(format!("SALVAGE-{secs}.txt"));
+    let _ = writeln!(note, "written at unix time {secs} by bourse-log salvage");
+    write_private(&note_path, note.as_bytes())?;
+    println!("audit note   {}", note_path.display());
+    Ok(Salvaged { snapshot_index: start, last_index, state_hash, note: note_path })
+}
+
+/// True if segment `f` holds entries at or after `from` (its successor starts after it).
+fn segment_reaches(
+    files: &[bourse_replication::scan::SegmentFile],
+    f: &bourse_replication::scan::SegmentFile,
+    from: u64,
+) -> bool {
+    let next_first = files.iter().map(|g| g.first_index).find(|&i| i > f.first_index);
+    next_first.is_none_or(|n| n > from)
+}
+
+fn prepare_out(out: &Path) -> Result<(), String> {
+    if let Ok(mut listing) = std::fs::read_dir(out) {
+        if listing.next().is_some() {
+            return Err(format!(
+                "{} is not empty: salvage writes a new data directory and overwrites nothing",
+                out.display()
+            ));
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// The outcome of copying the intact entries.
+struct Kept {
+    /// The index after the last entry copied.
+    next: u64,
+    /// Why the copy stopped before the end of the log, if it did.
+    stop: Option<String>,
+    torn: Option<bourse_replication::TornTail>,
+}
+
+/// Copies every entry after `start` that reads, decodes and applies, in order, from
+/// `source` into a new log in `target`, stopping at the first that does not.
+fn copy_intact(
+    source: &Path,
+    target: &Path,
+    start: u64,
+    start_term: u64,
+    exchange: &mut Exchange,
+) -> Result<Kept, String> {
+    let options = WalOptions { log: bourse_replication::wal::log_none, ..WalOptions::default() };
+    let (mut wal, _) = Wal::open(target, options).map_err(|e| e.to_string())?;
+    if start > 0 {
+        wal.truncate(start + 1, start_term).map_err(|e| e.to_string())?;
+    }
+    let files = list_segments(source).map_err(|e| e.to_string())?;
+    // The segment holding `start + 1` and every later one; older ones are not read.
+    let first = files.iter().rposition(|s| s.first_index <= start + 1).unwrap_or(0);
+    let mut next = start + 1;
+    let mut events = Vec::new();
+    // A failure to write the new log ends the salvage; it is not damage of the source.
+    let mut write_failure = None;
+    let mut visit = |e: EntryRef<'_>| -> Result<(), String> {
+        if e.index != next {
+            return Err(format!("entry {} where {next} was expected", e.index));
+        }
+        if let CommandPayload::Command { time_ns, command_bytes } =
+            decode_command_payload(e.payload).map_err(|err| err.to_string())?
+        {
+            let command = Command::decode(command_bytes)
+                .map_err(|err| format!("entry {}: undecodable command: {err}", e.index))?;
+            events.clear();
+            exchange
+                .apply(e.index, time_ns, &command, &mut events)
+                .map_err(|err| format!("entry {}: {err}", e.index))?;
+        }
+        if let Err(why) = append_waiting(&mut wal, e.term, e.index, e.payload) {
+            write_failure = Some(why.clone());
+            return Err(why);
+        }
+        next += 1;
+        Ok(())
+    };
+    let options = ScanOptions { from_index: start + 1, read_all: false, repair: false };
+    let scanned = scan_segment_files(source, &files[first..], &options, &mut visit, &mut |_| {});
+    if let Some(why) = write_failure {
+        return Err(why);
+    }
+    let (stop, torn) = match scanned {
+        Ok(report) => (None, report.torn_tail),
+        Err(LogError::Replay { reason, .. }) => (Some(reason), None),
+        Err(e) => (Some(e.to_string()), None),
+    };
+    if next == start + 1 && files.get(first).is_some_and(|f| f.first_index > start + 1) {
+        return Err(format!(
+            "the log starts at {} but the snapshot ends at {start}: nothing to salvage",
+            files[first].first_index
+        ));
+    }
+    let last = next - 1;
+    if last > start && !wal.wait_durable(last, DURABLE_TIMEOUT).map_err(|e| e.to_string())? {
+        return Err(format!("the new log did not become durable within {DURABLE_TIMEOUT:?}"));
+    }
+    wal.close().map_err(|e| e.to_string())?;
+    assert!(next > start, "the copy never goes back");
+    Ok(Kept { next, stop, torn })
+}
+
+/// Appends to the new log, waiting for its writer when the queue is full.
+fn append_waiting(
+    wal: &mut bourse_replication::WalHandle,
+    term: u64,
+    index: u64,
+    payload: &[u8],
+) -> Result<(), String> {
+    loop {
+        match wal.append(term, index, payload) {
+            Ok(()) => return Ok(()),
+            Err(AppendError::Full { .. }) => {
+                if !wal.wait_durable(index - 1, DURABLE_TIMEOUT).map_err(|e| e.to_string())? {
+                    return Err(format!("the new log's writer stalled for {DURABLE_TIMEOUT:?}"));
+                }
+            }
+            Err(e) => return Err(format!("writing entry {index} into the new log: {e}")),
+        }
+    }
+}
