@@ -1,8 +1,9 @@
 //! `bourse-log salvage`: a startable copy of a damaged data directory, made of the newest
 //! snapshot that verifies and the intact log entries after it.
 //!
-//! It never changes the source: it reads it (holding its `LOCK` so no daemon starts on
-//! it meanwhile, and refusing if one holds it), writes a new data directory with the
+//! It never changes the source's log or snapshots: it reads them (holding the directory's
+//! `LOCK`, created if absent, so no daemon starts on it meanwhile, and refusing if one
+//! holds it), writes a new data directory with the
 //! replication crate's own snapshot store and WAL writer, and reads the log with its one
 //! walker (`scan_segment_files`). Segments wholly before the chosen snapshot are not read:
 //! their entries are in the snapshot, and their damage is what salvage leaves behind.
@@ -12,7 +13,7 @@
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,8 +22,8 @@ use bourse_net::durable::{log_dir, snapshot_dir, split_snapshot_payload};
 use bourse_replication::scan::{list_segments, scan_segment_files, verify_log, ScanOptions};
 use bourse_replication::snapshot::{LoadedSnapshot, SNAPSHOTS_KEPT_DEFAULT};
 use bourse_replication::{
-    decode_command_payload, AppendError, CommandPayload, EntryRef, LogError, SnapshotStore, Wal,
-    WalOptions,
+    decode_command_payload, AppendError, CommandPayload, Corruption, EntryRef, LogError,
+    SnapshotStore, Wal, WalOptions,
 };
 
 /// How long salvage waits for its own WAL writer to make entries durable.
@@ -129,21 +130,34 @@ pub struct Salvaged {
     pub note: PathBuf,
 }
 
+/// What salvage says: printed as it goes and kept for the audit note.
+struct Note(String);
+
+impl Note {
+    fn say(&mut self, line: String) {
+        println!("{line}");
+        self.0.push_str(&line);
+        self.0.push('\n');
+    }
+}
+
+/// One line for a damaged place: file, offset, index and fault (the long advice of
+/// `Corruption`'s `Display` is for the daemon's log, not for this report).
+fn damage_line(c: &Corruption) -> String {
+    let index = c.index.map_or(String::new(), |i| format!(" (entry index {i})"));
+    format!("{} byte offset {}{index}: {}", c.path.display(), c.offset, c.kind)
+}
+
 /// Writes a startable data directory `out` from `data_dir` (see the module doc).
 pub fn salvage(data_dir: &Path, out: &Path) -> Result<Salvaged, String> {
     let _lock = lock_data_dir(data_dir)?;
     prepare_out(out)?;
-    let mut note = String::new();
-    let mut say = |line: String| {
-        println!("{line}");
-        note.push_str(&line);
-        note.push('\n');
-    };
-    say(format!("salvage of {} into {}", data_dir.display(), out.display()));
+    let mut note = Note(String::new());
+    note.say(format!("salvage of {} into {}", data_dir.display(), out.display()));
     let source_log = log_dir(data_dir);
     let verified = verify_log(&source_log, &mut |_| {}).map_err(|e| e.to_string())?;
     for d in &verified.damage {
-        say(format!("damage       {d}"));
+        note.say(format!("damage       {}", damage_line(d)));
     }
     let (snapshot, mut exchange) = match newest_good_snapshot(&snapshot_dir(data_dir), u64::MAX)? {
         Some((loaded, exchange)) => (Some(loaded), exchange),
@@ -153,60 +167,81 @@ pub fn salvage(data_dir: &Path, out: &Path) -> Result<Salvaged, String> {
     };
     let (start, start_term) = snapshot.as_ref().map_or((0, 0), |s| (s.info.index, s.info.term));
     match &snapshot {
-        Some(s) => say(format!("snapshot     {} (index {start}, verified)", s.info.path.display())),
-        None => say("snapshot     none verifies: keeping the log from index 1".to_string()),
-    }
-    if let Some(s) = &snapshot {
-        SnapshotStore::open(&snapshot_dir(out), SNAPSHOTS_KEPT_DEFAULT)
-            .and_then(|store| {
-                store.write(start, s.info.term, &s.info.state_hash, &s.info.membership, &s.payload)
-            })
-            .map_err(|e| format!("writing the snapshot into {}: {e}", out.display()))?;
+        Some(s) => {
+            note.say(format!("snapshot     {} (index {start}, verified)", s.info.path.display()));
+            SnapshotStore::open(&snapshot_dir(out), SNAPSHOTS_KEPT_DEFAULT)
+                .and_then(|store| {
+                    store.write(
+                        start,
+                        start_term,
+                        &s.info.state_hash,
+                        &s.info.membership,
+                        &s.payload,
+                    )
+                })
+                .map_err(|e| format!("writing the snapshot into {}: {e}", out.display()))?;
+        }
+        None => note.say("snapshot     none verifies: keeping the log from index 1".to_string()),
     }
     let kept = copy_intact(&source_log, &log_dir(out), start, start_term, &mut exchange)?;
-    let last_index = kept.next - 1;
-    let files = list_segments(&source_log).map_err(|e| e.to_string())?;
-    for f in files.iter().filter(|f| f.first_index <= start) {
-        let covered =
-            files.iter().any(|g| g.first_index > f.first_index && g.first_index <= start + 1);
-        if covered {
-            say(format!(
-                "not copied   {} (entries before {}: in the snapshot)",
-                f.path.display(),
-                start + 1
-            ));
-        }
-    }
-    say(format!(
-        "kept         entries {}..={last_index} ({} entries)",
-        start + 1,
-        last_index - start
-    ));
-    match (&kept.stop, verified.last) {
-        (Some(why), last) => {
-            let seen = last.map_or(String::new(), |(i, _)| format!(", last readable index {i}"));
-            say(format!("DROPPED      every entry from {} on{seen}: {why}", kept.next));
-            for f in files.iter().filter(|f| segment_reaches(&files, f, kept.next)) {
-                say(format!("dropped from {}", f.path.display()));
-            }
-        }
-        (None, _) => say("dropped      nothing after the snapshot".to_string()),
-    }
-    if let Some(torn) = &kept.torn {
-        say(format!("torn tail    {torn} (not copied, as recovery would cut it)"));
-    }
+    report_kept(&mut note, &source_log, start, &kept, verified.last.map(|(i, _)| i))?;
     exchange.check_invariants().map_err(|e| format!("the salvaged state is inconsistent: {e}"))?;
+    let last_index = kept.next - 1;
     let state_hash = exchange.state_hash();
-    say(format!("index        {last_index}"));
-    say(format!("state_hash   {}", hex::encode(state_hash)));
+    note.say(format!("index        {last_index}"));
+    note.say(format!("state_hash   {}", hex::encode(state_hash)));
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let note_path = out.join(format!("SALVAGE-{secs}.txt"));
-    let _ = writeln!(note, "written at unix time {secs} by bourse-log salvage");
-    write_private(&note_path, note.as_bytes())?;
+    let _ = writeln!(note.0, "written at unix time {secs} by bourse-log salvage");
+    write_private(&note_path, note.0.as_bytes())?;
     println!("audit note   {}", note_path.display());
     Ok(Salvaged { snapshot_index: start, last_index, state_hash, note: note_path })
+}
+
+/// Says which segments were not copied, which entries were kept and which dropped.
+fn report_kept(
+    note: &mut Note,
+    source_log: &Path,
+    start: u64,
+    kept: &Kept,
+    last_readable: Option<u64>,
+) -> Result<(), String> {
+    let files = list_segments(source_log).map_err(|e| e.to_string())?;
+    for f in files.iter().filter(|f| !segment_reaches(&files, f, start + 1)) {
+        let line = format!(
+            "not copied   {} (entries before {}: in the snapshot)",
+            f.path.display(),
+            start + 1
+        );
+        note.say(line);
+    }
+    let last_index = kept.next - 1;
+    note.say(format!(
+        "kept         entries {}..={last_index} ({} entries)",
+        start + 1,
+        last_index - start
+    ));
+    match &kept.stop {
+        Some(why) => {
+            let to = last_readable
+                .filter(|&l| l >= kept.next)
+                .map_or(String::new(), |l| format!("..={l}"));
+            note.say(format!(
+                "DROPPED      entries {}{to} (every entry from {} on): {why}",
+                kept.next, kept.next
+            ));
+            for f in files.iter().filter(|f| segment_reaches(&files, f, kept.next)) {
+                note.say(format!("dropped from {}", f.path.display()));
+            }
+        }
+        None => note.say("dropped      nothing after the snapshot".to_string()),
+    }
+    if let Some(torn) = &kept.torn {
+        note.say(format!("torn tail    {torn} (not copied, as recovery would cut it)"));
+    }
+    Ok(())
 }
 
 /// True if segment `f` holds entries at or after `from` (its successor starts after it).
@@ -228,7 +263,12 @@ fn prepare_out(out: &Path) -> Result<(), String> {
             ));
         }
     }
-    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))
+    // Like the daemon's data directory: no access for others (the log holds every order).
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(out)
+        .map_err(|e| format!("cannot create {}: {e}", out.display()))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -302,6 +342,7 @@ fn copy_intact(
     let (stop, torn) = match scanned {
         Ok(report) => (None, report.torn_tail),
         Err(LogError::Replay { reason, .. }) => (Some(reason), None),
+        Err(LogError::Corrupt(c)) => (Some(damage_line(&c)), None),
         Err(e) => (Some(e.to_string()), None),
     };
     if next == start + 1 && files.get(first).is_some_and(|f| f.first_index > start + 1) {
