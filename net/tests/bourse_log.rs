@@ -257,6 +257,11 @@ fn salvage_writes_a_startable_data_dir_from_a_damaged_one() {
     assert!(verify.out.contains(&middle.display().to_string()), "{}", verify.out);
     let (status_code, stderr) = expect_refusal(&config);
     assert!(!status_code.success(), "{stderr}");
+    // Its message names the commands below, which exist and work.
+    let verify_hint = format!("`bourse-log verify {}`", log_dir(&data).display());
+    assert!(stderr.contains(&verify_hint), "{stderr}");
+    let salvage_hint = format!("`bourse-log salvage {} --out <new data dir>`", data.display());
+    assert!(stderr.contains(&salvage_hint), "{stderr}");
 
     // Salvage refuses while the directory's LOCK is held (as a running daemon holds it).
     let out = dir.join("salvaged");

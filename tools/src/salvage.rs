@@ -379,3 +379,25 @@ fn append_waiting(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bourse_net::durable::snapshot_payload;
+
+    #[test]
+    fn node_and_engine_snapshots_decode_and_garbage_does_not() {
+        let exchange = Exchange::new(bourse_engine::Config::default()).expect("engine");
+        let mut engine = Vec::new();
+        exchange.encode_snapshot(&mut engine);
+        let node = snapshot_payload(&engine, &[7; 5]);
+        let (decoded, streams) = decode_snapshot_state(&node).expect("a node snapshot");
+        assert_eq!((decoded.state_hash(), streams), (exchange.state_hash(), Some(5)));
+        let (decoded, streams) = decode_snapshot_state(&engine).expect("an engine snapshot");
+        assert_eq!((decoded.state_hash(), streams), (exchange.state_hash(), None));
+        let error = decode_snapshot_state(b"BRSNODE1 and then nothing useful").err();
+        assert!(error.is_some_and(|e| e.contains("node snapshot")));
+        let truncated = &node[..node.len() - 1];
+        assert!(decode_snapshot_state(truncated).is_err());
+    }
+}
