@@ -20,6 +20,7 @@
 //! - [`server`]: the `bourse` daemon: pinned net core (monoio, io_uring) + shard core.
 //! - [`config`]: the daemon's TOML configuration (defaults: the demo exchange).
 //! - [`durable`]: the command log on disk, snapshots (engine + report streams), recovery.
+//! - [`datalock`]: one daemon per data directory (`flock` on `data_dir/LOCK`).
 //!
 //! See net/README.md for the protocol rules (sessions, resume, limits, errors).
 
@@ -28,6 +29,7 @@ pub mod client;
 pub mod client_async;
 pub mod codec;
 pub mod config;
+pub mod datalock;
 pub mod durable;
 pub mod frame;
 #[doc(hidden)]
