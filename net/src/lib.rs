@@ -21,6 +21,7 @@
 //! - [`config`]: the daemon's TOML configuration (defaults: the demo exchange).
 //! - [`durable`]: the command log on disk, snapshots (engine + report streams), recovery.
 //! - [`datalock`]: one daemon per data directory (`flock` on `data_dir/LOCK`).
+//! - [`port`]: one daemon per port (no SO_REUSEPORT; bound before recovery).
 //!
 //! See net/README.md for the protocol rules (sessions, resume, limits, errors).
 
@@ -35,6 +36,7 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod journal;
+pub mod port;
 pub mod protocol;
 pub mod ratelimit;
 pub mod server;

@@ -36,6 +36,7 @@ use crate::auth::KeyStore;
 use crate::config::{Config, Durability};
 use crate::datalock::DataDirLock;
 use crate::durable::{self, SnapshotJob, SnapshotThread, WalLog};
+use crate::port::{PortError, ReservedPort};
 use crate::protocol::{
     AssetInfo, MarketInfo, OpenOrderInfo, SessionReason, OPEN_ORDERS_PER_REPLY_MAX,
     REFERENCE_ASSETS_MAX, REFERENCE_MARKETS_MAX,
@@ -385,8 +386,10 @@ fn reply_to_gateway(
 /// Errors that stop the server from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot listen on {addr}: {source}{}", if *busy { " (another process, perhaps another bourse, listens on this address)" } else { "" })]
-    Listen { addr: std::net::SocketAddr, busy: bool, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Port(#[from] PortError),
     #[error("io_uring runtime: {0}")]
     Runtime(std::io::Error),
     #[error("{0}")]
@@ -430,6 +433,8 @@ pub struct Start<L> {
     pub snapshot_thread: Option<SnapshotThread>,
     /// The data directory's lock, held until the server has stopped; `None` without one.
     pub data_dir_lock: Option<DataDirLock>,
+    /// The client port, bound before recovery (`None`: `run_with` binds it).
+    pub reserved_port: Option<ReservedPort>,
 }
 
 fn new_gateway(config: &Config) -> Result<Gateway, ServerError> {
@@ -455,6 +460,7 @@ impl Start<MemoryLog> {
             bells: Arc::new(Bells::default()),
             snapshot_thread: None,
             data_dir_lock: None,
+            reserved_port: None,
         })
     }
 }
@@ -466,6 +472,8 @@ impl Start<WalLog> {
         let storage = &config.storage;
         // Before anything in the directory is read: one daemon per data directory.
         let data_dir_lock = DataDirLock::acquire(data_dir).map_err(ServerError::Storage)?;
+        // And the port: a busy one is found now, not after a long recovery.
+        let reserved_port = ReservedPort::bind(config.server.listen)?;
         let engine =
             Exchange::new(config.engine).map_err(|e| ServerError::Config(e.to_string()))?;
         let bells = Arc::new(Bells::default());
@@ -515,6 +523,7 @@ impl Start<WalLog> {
             bells,
             snapshot_thread: Some(snapshot_thread),
             data_dir_lock: Some(data_dir_lock),
+            reserved_port: Some(reserved_port),
         })
     }
 }
@@ -591,18 +600,6 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<ServerReport, Serve
     }
 }
 
-/// Binds the client port. Without SO_REUSEPORT (monoio's default sets it): a second
-/// daemon on a busy port must fail, not split the clients with the first. SO_REUSEADDR
-/// stays: it only lets a restart bind over connections in TIME_WAIT.
-fn listen(addr: std::net::SocketAddr) -> Result<TcpListener, ServerError> {
-    let options = monoio::net::ListenerOpts::new().reuse_port(false).reuse_addr(true);
-    TcpListener::bind_with_config(addr, &options).map_err(|source| ServerError::Listen {
-        addr,
-        busy: source.kind() == std::io::ErrorKind::AddrInUse,
-        source,
-    })
-}
-
 /// Runs the server with a given engine and command log until `stop` is set; `ready` is
 /// called with the bound address once the listener is up.
 pub fn run_with<L: CommandLog + Send + 'static>(
@@ -611,7 +608,10 @@ pub fn run_with<L: CommandLog + Send + 'static>(
     stop: Arc<AtomicBool>,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<ServerReport, ServerError> {
-    let listener = listen(config.server.listen)?;
+    let listener = match start.reserved_port {
+        Some(port) => port.listen()?,
+        None => ReservedPort::bind(config.server.listen)?.listen()?,
+    };
     let local = listener.local_addr().map_err(ServerError::Runtime)?;
 
     let (mut requests_tx, requests_rx) =

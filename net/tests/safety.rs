@@ -376,3 +376,23 @@ fn files_in_the_data_dir_are_0640_and_directories_0750_or_tighter() {
     // LOCK, a segment, a snapshot at least.
     assert!(files >= 3, "{files} files checked");
 }
+
+#[test]
+fn a_busy_port_is_found_before_recovery() {
+    let _one = exclusive();
+    let dir = TestDir::new("busy-port-disk");
+    let config = write_config(&dir, "first", &dir.join("first"), &Settings::disk());
+    let mut first = Daemon::start(&config);
+    let addr = first.addr();
+    let other_data = dir.join("second");
+    let second = write_config(&dir, "second", &other_data, &Settings::disk());
+    let second = edit_config(&second, "second-busy", |file| {
+        section(file, "server").insert("listen".into(), addr.to_string().into());
+    });
+    let (status, stderr) = expect_refusal(&second);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("cannot listen on {addr}")), "{stderr}");
+    // Its own data directory is locked, but no log was opened or created in it.
+    assert!(!log_dir(&other_data).exists(), "the second daemon recovered before binding");
+    first.terminate();
+}
