@@ -288,7 +288,13 @@ fn fill_the_disk(settings: Settings) {
     let mut seen = Seen::default();
     place_until_closed(&mut trader, FILL_ORDERS_MAX, &mut seen);
     assert!(seen.closed, "the file system never filled: {} orders acknowledged", seen.acked.len());
+    let closed_at = Instant::now();
     let status = daemon.wait_exit(EXIT_MAX);
+    eprintln!(
+        "{} orders acknowledged; the daemon exited {:?} after the trader's connection closed",
+        seen.acked.len(),
+        closed_at.elapsed()
+    );
     let stderr = daemon.stderr_text();
     let Some(status) = status else {
         panic!("the daemon did not exit within {EXIT_MAX:?} of its log failing:\n{stderr}");
