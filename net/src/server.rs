@@ -35,7 +35,9 @@ use monoio::net::{TcpListener, TcpStream};
 use crate::audit::AuditLog;
 use crate::auth::KeyStore;
 use crate::config::{Config, Durability};
+use crate::datalock::DataDirLock;
 use crate::durable::{self, SnapshotJob, SnapshotThread, WalLog};
+use crate::port::{PortError, ReservedPort};
 use crate::protocol::{
     AssetInfo, MarketInfo, OpenOrderInfo, SessionReason, OPEN_ORDERS_PER_REPLY_MAX,
     REFERENCE_ASSETS_MAX, REFERENCE_MARKETS_MAX,
@@ -63,6 +65,9 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 /// How long a closing connection may take to flush its last bytes (a logout) before its
 /// socket is shut anyway: a peer that does not read must not hold it for ever.
 const CLOSE_FLUSH: Duration = Duration::from_secs(1);
+/// How long the net core waits for the shard core to stop once it has asked (after the
+/// connections are closed); past it the server reports an error and the process exits.
+const SHARD_STOP_MAX: Duration = Duration::from_secs(10);
 
 /// Nanoseconds since the Unix epoch (session timers and heartbeats).
 pub fn now_ns() -> u64 {
@@ -282,6 +287,11 @@ impl NetCore {
         }
     }
 
+    /// Why the snapshot writer failed, once it has (fatal, like a log failure).
+    fn snapshot_failure(&self) -> Option<String> {
+        self.snapshot_thread.borrow().as_ref().and_then(SnapshotThread::failure)
+    }
+
     fn backlogged(&self) -> bool {
         self.backlog.borrow().len() >= BACKLOG_REQUESTS_MAX
     }
@@ -398,6 +408,8 @@ fn reply_to_gateway(
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Port(#[from] PortError),
     #[error("io_uring runtime: {0}")]
     Runtime(std::io::Error),
     #[error("{0}")]
@@ -439,6 +451,10 @@ pub struct Start<L> {
     pub bells: Arc<Bells>,
     /// Writes snapshots; `None` without a data directory.
     pub snapshot_thread: Option<SnapshotThread>,
+    /// The data directory's lock, held until the server has stopped; `None` without one.
+    pub data_dir_lock: Option<DataDirLock>,
+    /// The client port, bound before recovery (`None`: `run_with` binds it).
+    pub reserved_port: Option<ReservedPort>,
 }
 
 fn new_gateway(config: &Config) -> Result<Gateway, ServerError> {
@@ -463,6 +479,8 @@ impl Start<MemoryLog> {
             bootstrap: config.bootstrap.clone(),
             bells: Arc::new(Bells::default()),
             snapshot_thread: None,
+            data_dir_lock: None,
+            reserved_port: None,
         })
     }
 }
@@ -472,6 +490,10 @@ impl Start<WalLog> {
     /// (then set up by the config's bootstrap, through the log like any command).
     pub fn durable(config: &Config, data_dir: &Path) -> Result<Start<WalLog>, ServerError> {
         let storage = &config.storage;
+        // Before anything in the directory is read: one daemon per data directory.
+        let data_dir_lock = DataDirLock::acquire(data_dir).map_err(ServerError::Storage)?;
+        // And the port: a busy one is found now, not after a long recovery.
+        let reserved_port = ReservedPort::bind(config.server.listen)?;
         let engine =
             Exchange::new(config.engine).map_err(|e| ServerError::Config(e.to_string()))?;
         let bells = Arc::new(Bells::default());
@@ -520,6 +542,8 @@ impl Start<WalLog> {
             bootstrap: if recovered.fresh { config.bootstrap.clone() } else { Vec::new() },
             bells,
             snapshot_thread: Some(snapshot_thread),
+            data_dir_lock: Some(data_dir_lock),
+            reserved_port: Some(reserved_port),
         })
     }
 }
@@ -604,8 +628,10 @@ pub fn run_with<L: CommandLog + Send + 'static>(
     stop: Arc<AtomicBool>,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<ServerReport, ServerError> {
-    let listener = TcpListener::bind(config.server.listen)
-        .map_err(|source| ServerError::Listen { addr: config.server.listen, source })?;
+    let listener = match start.reserved_port {
+        Some(port) => port.listen()?,
+        None => ReservedPort::bind(config.server.listen)?.listen()?,
+    };
     let local = listener.local_addr().map_err(ServerError::Runtime)?;
 
     let (mut requests_tx, requests_rx) =
@@ -639,6 +665,8 @@ pub fn run_with<L: CommandLog + Send + 'static>(
     );
     let start_snapshots = start.snapshots.clone();
     let start_index = start.last_index;
+    // Held until everything below has stopped and the log is closed.
+    let data_dir_lock = start.data_dir_lock;
     let shard_bells = bells.clone();
     let (shard_core, pin) = (config.server.shard_core, config.server.pin);
     let shard_thread = std::thread::Builder::new()
@@ -683,6 +711,11 @@ pub fn run_with<L: CommandLog + Send + 'static>(
     runtime.block_on(net_main(core.clone(), listener, stop));
     // Everything before the shutdown request is applied; the outputs still in the ring
     // go through the gateway as usual, so the report streams end where the engine does.
+    // The shard keeps reading requests even after a log failure, so both waits end;
+    // they are bounded all the same: a stuck shard must not keep the process alive.
+    let deadline = Instant::now() + SHARD_STOP_MAX;
+    let stuck =
+        || ServerError::Storage(format!("the shard core did not stop within {SHARD_STOP_MAX:?}"));
     let mut shutdown = Request::Shutdown;
     loop {
         match core.requests.borrow_mut().push(shutdown) {
@@ -690,7 +723,10 @@ pub fn run_with<L: CommandLog + Send + 'static>(
             Err(rtrb::PushError::Full(back)) => shutdown = back,
         }
         core.drain_outputs();
-        std::thread::yield_now();
+        if Instant::now() >= deadline {
+            return Err(stuck());
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
     bells.ring_shard();
     let (engine, log) = loop {
@@ -699,12 +735,17 @@ pub fn run_with<L: CommandLog + Send + 'static>(
         }
         core.drain_outputs();
         bells.ring_shard();
+        if Instant::now() >= deadline {
+            return Err(stuck());
+        }
         std::thread::sleep(Duration::from_millis(1));
     };
     core.drain_outputs();
     let mut failure = log.close().err();
+    let snapshot_failure = core.snapshot_failure();
     if let Some(thread) = core.snapshot_thread.borrow_mut().take() {
-        if failure.is_none() && !core.fatal.get() && engine.last_index() > start_index {
+        let healthy = failure.is_none() && !core.fatal.get() && snapshot_failure.is_none();
+        if healthy && engine.last_index() > start_index {
             // A last snapshot makes the next start fast; the log is closed and complete.
             let streams = core.gateway.borrow().export_streams();
             let job = SnapshotJob {
@@ -714,11 +755,14 @@ pub fn run_with<L: CommandLog + Send + 'static>(
             };
             thread.submit(job);
         }
-        thread.finish();
+        if let Err(why) = thread.finish() {
+            failure.get_or_insert(format!("the snapshot writer failed: {why}"));
+        }
     }
     if core.fatal.get() && failure.is_none() {
         failure = Some("the command log failed (see above)".into());
     }
+    drop(data_dir_lock);
     Ok(ServerReport { engine, connections_served: core.connections_served.get(), failure })
 }
 
@@ -925,6 +969,14 @@ async fn tick_task(core: Rc<NetCore>, stop: Arc<AtomicBool>) {
         if stop.load(Ordering::Relaxed) && !core.stopping.get() {
             core.stopping.set(true);
             core.stop.notify();
+        }
+        if let Some(why) = core.snapshot_failure() {
+            if !core.fatal.get() {
+                eprintln!("bourse: the snapshot writer failed, stopping: {why}");
+                core.fatal.set(true);
+                core.stopping.set(true);
+                core.stop.notify();
+            }
         }
     }
 }
