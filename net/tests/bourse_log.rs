@@ -270,7 +270,7 @@ fn salvage_writes_a_startable_data_dir_from_a_damaged_one() {
         .expect("hold LOCK");
     let refused = bourse_log(&[p("salvage"), &data, p("--out"), &out]);
     assert_eq!(refused.code, 1, "{}", refused.out);
-    assert!(refused.out.contains("is locked"), "{}", refused.out);
+    assert!(refused.out.contains("is in use by another bourse process"), "{}", refused.out);
     drop(lock);
 
     let run = bourse_log(&[p("salvage"), &data, p("--out"), &out]);

@@ -11,7 +11,7 @@
 //! the new directory.
 
 use std::fmt::Write as _;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -28,9 +28,6 @@ use bourse_replication::{
 
 /// How long salvage waits for its own WAL writer to make entries durable.
 const DURABLE_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The lock file a daemon holds for the life of its process.
-pub const LOCK_FILE: &str = "LOCK";
 
 /// The engine state in a snapshot payload: a daemon's node snapshot (`BRSNODE1`: engine
 /// and report streams) or a bare engine snapshot (`examples/snapshot_from_log.rs`). The
@@ -88,38 +85,6 @@ pub fn newest_good_snapshot(
     Ok(None)
 }
 
-/// Takes `data_dir/LOCK` without blocking, so no daemon starts on the directory while
-/// salvage reads it; refuses if a daemon (or another salvage) holds it.
-pub fn lock_data_dir(data_dir: &Path) -> Result<File, String> {
-    let path = data_dir.join(LOCK_FILE);
-    let file = match File::open(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o640)
-            .open(&path)
-            .map_err(|e| format!("cannot create the lock file {}: {e}", path.display()))?,
-        Err(e) => return Err(format!("cannot open the lock file {}: {e}", path.display())),
-    };
-    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(file),
-        Err(rustix::io::Errno::WOULDBLOCK) => {
-            let holder = std::fs::read_to_string(&path).unwrap_or_default();
-            let holder = holder.trim();
-            Err(format!(
-                "{} is locked ({}{}): a daemon is running on this data directory. Stop it \
-                 first; salvage works on a stopped node only",
-                data_dir.display(),
-                path.display(),
-                if holder.is_empty() { String::new() } else { format!(", held by {holder}") }
-            ))
-        }
-        Err(e) => Err(format!("cannot lock {}: {e}", path.display())),
-    }
-}
-
 /// What a salvage produced, for the caller's checks and the audit note.
 #[derive(Debug)]
 pub struct Salvaged {
@@ -150,7 +115,10 @@ fn damage_line(c: &Corruption) -> String {
 
 /// Writes a startable data directory `out` from `data_dir` (see the module doc).
 pub fn salvage(data_dir: &Path, out: &Path) -> Result<Salvaged, String> {
-    let _lock = lock_data_dir(data_dir)?;
+    // The daemon's own lock: no daemon starts on the directory while salvage reads it,
+    // and salvage refuses one that a daemon (or another salvage) holds.
+    let _lock = bourse_net::datalock::DataDirLock::acquire(data_dir)
+        .map_err(|e| format!("{e}. Stop it first; salvage works on a stopped node only"))?;
     prepare_out(out)?;
     let mut note = Note(String::new());
     note.say(format!("salvage of {} into {}", data_dir.display(), out.display()));
