@@ -23,6 +23,11 @@
 //!
 //! See net/README.md for the protocol rules (sessions, resume, limits, errors).
 
+/// `--version` of every binary in the workspace: the crate version and the git commit it
+/// was built from (`net/build.rs`; "unknown" when built without git).
+pub const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BOURSE_COMMIT"), ")");
+
 pub mod auth;
 pub mod client;
 pub mod client_async;
@@ -33,6 +38,8 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod journal;
+pub mod notify;
+pub mod preflight;
 pub mod protocol;
 pub mod ratelimit;
 pub mod server;

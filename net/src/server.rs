@@ -707,6 +707,9 @@ async fn net_main(core: Rc<NetCore>, listener: TcpListener, stop: Arc<AtomicBool
         core.bootstrap_done.wait().await;
         eprintln!("bourse: bootstrap applied; accepting connections");
     }
+    if let Ok(local) = listener.local_addr() {
+        crate::notify::ready(local);
+    }
     loop {
         monoio::select! {
             accepted = listener.accept() => match accepted {
@@ -877,8 +880,11 @@ async fn yield_now() {
 }
 
 async fn tick_task(core: Rc<NetCore>, stop: Arc<AtomicBool>) {
+    // Fed here, on the net core, so a net core that stops turning starves it.
+    let mut watchdog = crate::notify::Watchdog::from_env();
     loop {
         monoio::time::sleep(TICK).await;
+        watchdog.tick();
         {
             let mut actions = core.actions.borrow_mut();
             core.gateway.borrow_mut().on_tick(now_ns(), &mut actions);
@@ -893,6 +899,7 @@ async fn tick_task(core: Rc<NetCore>, stop: Arc<AtomicBool>) {
         }
         if stop.load(Ordering::Relaxed) && !core.stopping.get() {
             core.stopping.set(true);
+            crate::notify::stopping("signal received; logging out clients and flushing the log");
             core.stop.notify();
         }
     }

@@ -26,6 +26,7 @@ use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
+    version = bourse_net::VERSION,
     name = "bourse-log",
     about = "Inspect, verify and rebuild from a bourse shard log (read-only)"
 )]

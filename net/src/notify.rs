@@ -1,0 +1,130 @@
+//! systemd's service notification protocol (`Type=notify`), for the daemon: READY=1 once
+//! connections are accepted, STATUS= lines (recovering, listening, stopping),
+//! EXTEND_TIMEOUT_USEC= while a long recovery makes progress, and WATCHDOG=1 from the net
+//! core's tick task, so a hung net core stops feeding the watchdog and systemd restarts
+//! the service.
+//!
+//! Without `NOTIFY_SOCKET` in the environment (not started by systemd, tests, `make run`)
+//! every function here does nothing. A failed send is ignored: the notification socket is
+//! a courtesy to the service manager, and the exchange must not stop because of it.
+
+use std::time::{Duration, Instant};
+
+use sd_notify::NotifyState;
+
+/// How much more start-up time each EXTEND_TIMEOUT_USEC asks for.
+pub const RECOVERY_EXTEND: Duration = Duration::from_secs(30);
+/// How often recovery asks for more (well inside [`RECOVERY_EXTEND`]).
+pub const RECOVERY_EXTEND_EVERY: Duration = Duration::from_secs(5);
+/// Log entries replayed between two looks at the clock during recovery.
+const RECOVERY_CHECK_ENTRIES: u64 = 4096;
+
+fn send(states: &[NotifyState]) {
+    let _ = sd_notify::notify(false, states);
+}
+
+/// A STATUS= line, shown by `systemctl status`.
+pub fn status(text: &str) {
+    send(&[NotifyState::Status(text)]);
+}
+
+/// READY=1: recovery is done and connections are accepted.
+pub fn ready(listening: std::net::SocketAddr) {
+    let text = format!("ready: accepting connections on {listening}");
+    send(&[NotifyState::Ready, NotifyState::Status(&text)]);
+}
+
+/// STOPPING=1: a clean shutdown has begun.
+pub fn stopping(why: &str) {
+    let text = format!("stopping: {why}");
+    send(&[NotifyState::Stopping, NotifyState::Status(&text)]);
+}
+
+/// Keeps systemd's start timeout from firing while recovery replays a long log, as long
+/// as it makes progress: [`RecoveryProgress::on_entry`] runs once per replayed entry.
+#[derive(Debug)]
+pub struct RecoveryProgress {
+    last_extend: Instant,
+    entries: u64,
+}
+
+impl Default for RecoveryProgress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RecoveryProgress {
+    pub fn new() -> RecoveryProgress {
+        status("recovering: reading the newest snapshot and the command log");
+        RecoveryProgress { last_extend: Instant::now(), entries: 0 }
+    }
+
+    pub fn on_entry(&mut self) {
+        self.entries += 1;
+        if self.entries % RECOVERY_CHECK_ENTRIES != 0
+            || self.last_extend.elapsed() < RECOVERY_EXTEND_EVERY
+        {
+            return;
+        }
+        self.last_extend = Instant::now();
+        let text = format!("recovering: {} log entries replayed", self.entries);
+        let usec = RECOVERY_EXTEND.as_micros() as u32;
+        send(&[NotifyState::ExtendTimeoutUsec(usec), NotifyState::Status(&text)]);
+    }
+}
+
+/// WATCHDOG=1 at half the interval systemd asked for (`WatchdogSec=`); disabled when the
+/// service has no watchdog.
+#[derive(Debug)]
+pub struct Watchdog {
+    every: Option<Duration>,
+    last: Instant,
+}
+
+impl Watchdog {
+    /// Reads `WATCHDOG_USEC` (and `WATCHDOG_PID`) from the environment.
+    pub fn from_env() -> Watchdog {
+        let mut usec = 0u64;
+        let every = sd_notify::watchdog_enabled(false, &mut usec)
+            .then(|| Duration::from_micros(usec / 2))
+            .filter(|every| !every.is_zero());
+        Watchdog { every, last: Instant::now() }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.every.is_some()
+    }
+
+    /// Feeds the watchdog if half its interval has passed. Called from the net core's
+    /// tick task: if that task stops running, the watchdog starves.
+    pub fn tick(&mut self) {
+        let Some(every) = self.every else { return };
+        if self.last.elapsed() >= every {
+            self.last = Instant::now();
+            send(&[NotifyState::Watchdog]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_notify_socket_everything_is_a_no_op() {
+        // The test runner is not started by systemd; nothing here may fail or block.
+        assert!(std::env::var_os("NOTIFY_SOCKET").is_none());
+        status("test");
+        ready("127.0.0.1:1".parse().unwrap());
+        stopping("test");
+        let mut progress = RecoveryProgress::new();
+        for _ in 0..2 * RECOVERY_CHECK_ENTRIES {
+            progress.on_entry();
+        }
+        assert_eq!(progress.entries, 2 * RECOVERY_CHECK_ENTRIES);
+        let mut watchdog = Watchdog::from_env();
+        assert!(!watchdog.enabled());
+        watchdog.tick();
+    }
+}
