@@ -24,4 +24,19 @@ if [ -n "$errors" ]; then
     echo "$errors" >&2
     exit 1
 fi
-echo "systemd units: ok"
+# Hardening: `systemd-analyze security` rates the daemon's unit from 0 (locked down) to
+# 10 (exposed); keep it at 4.0 ("OK") or better.
+exposure_max=4.0
+report="$(cd "$work/units" && systemd-analyze security --offline=true ./bourse.service 2>&1 || true)"
+exposure="$(printf '%s\n' "$report" | sed -n 's/.*Overall exposure level for bourse.service: \([0-9.]*\).*/\1/p')"
+if [ -z "$exposure" ]; then
+    echo "systemd/lint.sh: no exposure level from systemd-analyze security:" >&2
+    echo "$report" >&2
+    exit 1
+fi
+if ! awk -v e="$exposure" -v m="$exposure_max" 'BEGIN { exit !(e <= m) }'; then
+    echo "systemd/lint.sh: bourse.service exposure $exposure is worse than $exposure_max:" >&2
+    printf '%s\n' "$report" | grep '✗' >&2 || true
+    exit 1
+fi
+echo "systemd units: ok (bourse.service exposure $exposure, at most $exposure_max)"
