@@ -28,6 +28,7 @@
 pub const VERSION: &str =
     concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BOURSE_COMMIT"), ")");
 
+pub mod affinity;
 pub mod auth;
 pub mod client;
 pub mod client_async;

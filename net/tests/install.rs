@@ -259,3 +259,50 @@ fn lock_memory_locks_pages_as_touched_without_committing_reservations() {
     );
     assert!(!stderr.contains("listening"), "{stderr}");
 }
+
+/// The CPUs in a `Cpus_allowed_list` ("0-2,5").
+fn cpu_list(text: &str) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        cpus.extend(first.parse::<usize>().unwrap()..=last.parse::<usize>().unwrap());
+    }
+    cpus
+}
+
+#[test]
+fn unpinned_threads_stay_off_the_shard_core() {
+    let _one = exclusive();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(cpus >= 2, "this test needs two CPUs (net core 0, shard core 1); found {cpus}");
+    let dir = TestDir::new("affinity");
+    let config = write_config(&dir, "affinity", &dir.join("data"), &Settings::memory());
+    let mut file: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
+    let server = file.get_mut("server").and_then(|v| v.as_table_mut()).unwrap();
+    server.insert("pin".into(), true.into());
+    server.insert("net_core".into(), 0.into());
+    server.insert("shard_core".into(), 1.into());
+    std::fs::write(&config, toml::to_string(&file).unwrap()).unwrap();
+    let mut bourse = Daemon::start(&config);
+    let stderr = bourse.stderr_text();
+    assert!(stderr.contains("unpinned threads kept off cpu 1"), "{stderr}");
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{}/task", bourse.pid())).unwrap() {
+        let task = task.unwrap().path();
+        let name = std::fs::read_to_string(task.join("comm")).unwrap().trim().to_string();
+        let status = std::fs::read_to_string(task.join("status")).unwrap();
+        let list = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap();
+        threads.push((name, cpu_list(list)));
+    }
+    // The shard thread pins itself once it runs; wait for its line before judging it.
+    let pinned = bourse.wait_for_line(TIMEOUT, |l| l.contains("shard core pinned to cpu 1"));
+    assert!(pinned.is_some(), "{}", bourse.stderr_text());
+    assert!(threads.iter().any(|(name, _)| name == "bourse-snapshot"), "{threads:?}");
+    for (name, cpus) in &threads {
+        if name == "bourse-shard" {
+            continue;
+        }
+        assert!(!cpus.contains(&1), "{name} may run on the shard core: {threads:?}");
+    }
+    bourse.terminate();
+}
