@@ -34,7 +34,7 @@ pub fn keep_off(shard_cpu: usize) -> Result<(), String> {
     if mask.count() < 2 {
         return Err(format!("cpu {shard_cpu} is the only CPU this process may use"));
     }
-    let _ = PROCESS_CPUS.set(mask.clone());
+    let _ = PROCESS_CPUS.set(mask);
     mask.unset(shard_cpu);
     sched_setaffinity(None, &mask).map_err(|e| format!("sched_setaffinity: {e}"))?;
     let check = sched_getaffinity(None).map_err(|e| format!("sched_getaffinity: {e}"))?;
@@ -49,7 +49,7 @@ mod tests {
     #[test]
     fn a_thread_started_after_keep_off_avoids_the_cpu() {
         let before = sched_getaffinity(None).unwrap();
-        let Some(cpu) = (0..CpuSet::MAX_CPU).filter(|&c| before.is_set(c)).last() else {
+        let Some(cpu) = (0..CpuSet::MAX_CPU).rev().find(|&c| before.is_set(c)) else {
             panic!("no CPU in the mask");
         };
         // On a thread of its own, so the test harness's threads keep their masks.
