@@ -98,20 +98,28 @@ fn nearest_existing(dir: &Path) -> Option<(PathBuf, bool)> {
 /// before anything starts, rather than failing an allocation later.
 pub fn lock_memory() -> Result<(), String> {
     use rustix::mm::{mlockall, MlockAllFlags};
+    can_lock_memory()?;
+    mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT)
+        .map_err(|e| format!("server.lock_memory: mlockall failed: {e}; {LOCK_FIX}"))
+}
+
+const LOCK_FIX: &str = "set LimitMEMLOCK=infinity or AmbientCapabilities=CAP_IPC_LOCK (the \
+                        shipped unit does both), run `ulimit -l unlimited` before starting \
+                        it, or set server.lock_memory = false";
+
+/// What [`lock_memory`] checks before it locks anything (`--check-config` runs it too):
+/// an unlimited locked-memory limit, or CAP_IPC_LOCK.
+pub fn can_lock_memory() -> Result<(), String> {
     use rustix::process::{getrlimit, Resource};
-    const FIX: &str = "set LimitMEMLOCK=infinity or AmbientCapabilities=CAP_IPC_LOCK (the \
-                       shipped unit does both), run `ulimit -l unlimited` before starting \
-                       it, or set server.lock_memory = false";
     let limit = getrlimit(Resource::Memlock);
     if let (Some(bytes), false) = (limit.current, has_ipc_lock()) {
         return Err(format!(
             "server.lock_memory: the locked-memory limit is {} KiB and the process lacks \
-             CAP_IPC_LOCK, and the engine's reservations need more; {FIX}",
+             CAP_IPC_LOCK, and the engine's reservations need more; {LOCK_FIX}",
             bytes / 1024
         ));
     }
-    mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT)
-        .map_err(|e| format!("server.lock_memory: mlockall failed: {e}; {FIX}"))
+    Ok(())
 }
 
 /// CAP_IPC_LOCK in the effective set (from /proc/self/status): the kernel then ignores

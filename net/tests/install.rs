@@ -51,11 +51,25 @@ fn nobody_gid() -> u32 {
     text(&out.stdout).trim().parse().expect("a group id")
 }
 
-/// `bourse args...` as user nobody (its own group only).
+/// `bourse args...` as user nobody (its own group only), with the locked-memory limit
+/// at 1 MiB and no capabilities.
 fn as_nobody(binary: &Path, args: &[&str]) -> Output {
+    as_nobody_with(&[], binary, args)
+}
+
+/// The same as the unit runs it: with CAP_IPC_LOCK as an ambient capability
+/// (`AmbientCapabilities=CAP_IPC_LOCK`).
+fn as_service(binary: &Path, args: &[&str]) -> Output {
+    as_nobody_with(&["--inh-caps=+ipc_lock", "--ambient-caps=+ipc_lock"], binary, args)
+}
+
+fn as_nobody_with(caps: &[&str], binary: &Path, args: &[&str]) -> Output {
     let gid = nobody_gid().to_string();
-    run(Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid", &gid, "--clear-groups", "--"])
+    run(Command::new("prlimit")
+        .args(["--memlock=1048576:1048576", "setpriv", "--reuid=nobody", "--regid", &gid])
+        .arg("--clear-groups")
+        .args(caps)
+        .arg("--")
         .arg(binary)
         .args(args))
 }
@@ -130,11 +144,17 @@ fn install_then_the_walkthrough_as_the_service_user() {
     assert!(stderr.contains("cannot be created") && stderr.contains("install -d"), "{stderr}");
     assert!(!data_dir.exists(), "--check-config creates nothing");
 
-    // What StateDirectory= does; then the configuration is ok.
+    // What StateDirectory= does.
     std::fs::create_dir(&data_dir).unwrap();
     let chown = run(Command::new("chown").arg(format!("nobody:{gid}")).arg(&data_dir));
     assert!(chown.status.success(), "{}", text(&chown.stderr));
+    // The shipped config locks memory, which needs what the unit grants.
     let out = as_nobody(&bourse, &["--config", config_arg, "--check-config"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("server.lock_memory") && stderr.contains("CAP_IPC_LOCK"), "{stderr}");
+    // As the unit runs it, the configuration is ok.
+    let out = as_service(&bourse, &["--config", config_arg, "--check-config"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("configuration ok (1 keys"), "{}", text(&out.stdout));
 
@@ -245,12 +265,7 @@ fn lock_memory_locks_pages_as_touched_without_committing_reservations() {
     bourse.terminate();
 
     // Without CAP_IPC_LOCK and with a finite limit, it refuses to start, saying how to fix it.
-    let out = run(Command::new("prlimit")
-        .arg("--memlock=1048576:1048576")
-        .args(["setpriv", "--reuid=nobody", "--regid", &nobody_gid().to_string(), "--clear-groups"])
-        .arg(BOURSE)
-        .arg("--config")
-        .arg(&config));
+    let out = as_nobody(Path::new(BOURSE), &["--config", config.to_str().unwrap()]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(

@@ -100,6 +100,11 @@ fn main() {
         fail(2, &e.to_string());
     }
     if args.check_config {
+        if config.server.lock_memory {
+            if let Err(e) = preflight::can_lock_memory() {
+                fail(2, &e);
+            }
+        }
         println!(
             "bourse: configuration ok ({} keys, {} bootstrap commands)",
             config.keys.len(),
