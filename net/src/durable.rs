@@ -314,7 +314,7 @@ pub fn recover(
             actions.clear();
             gateway.on_events(replay_origin(origin), &events, time_ns, &mut actions);
             replayed += 1;
-            progress.on_entry();
+            let _extended = progress.on_entry();
             Ok(())
         },
     )

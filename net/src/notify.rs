@@ -45,6 +45,8 @@ pub fn stopping(why: &str) {
 #[derive(Debug)]
 pub struct RecoveryProgress {
     last_extend: Instant,
+    /// At most one notification per this long ([`RECOVERY_EXTEND_EVERY`]).
+    every: Duration,
     entries: u64,
 }
 
@@ -57,15 +59,14 @@ impl Default for RecoveryProgress {
 impl RecoveryProgress {
     pub fn new() -> RecoveryProgress {
         status("recovering: reading the newest snapshot and the command log");
-        RecoveryProgress { last_extend: Instant::now(), entries: 0 }
+        RecoveryProgress { last_extend: Instant::now(), every: RECOVERY_EXTEND_EVERY, entries: 0 }
     }
 
-    pub fn on_entry(&mut self) {
+    /// Counts one replayed entry; says whether it asked systemd for more time.
+    pub fn on_entry(&mut self) -> bool {
         self.entries += 1;
-        if self.entries % RECOVERY_CHECK_ENTRIES != 0
-            || self.last_extend.elapsed() < RECOVERY_EXTEND_EVERY
-        {
-            return;
+        if self.entries % RECOVERY_CHECK_ENTRIES != 0 || self.last_extend.elapsed() < self.every {
+            return false;
         }
         self.last_extend = Instant::now();
         let text = format!("recovering: {} log entries replayed", self.entries);
@@ -78,6 +79,7 @@ impl RecoveryProgress {
             NotifyState::Status(&text),
         ];
         send(&states);
+        true
     }
 }
 
@@ -129,11 +131,13 @@ mod tests {
         status("test");
         ready("127.0.0.1:1".parse().unwrap());
         stopping("test");
-        let mut progress = RecoveryProgress::new();
-        for _ in 0..2 * RECOVERY_CHECK_ENTRIES {
-            progress.on_entry();
-        }
-        assert_eq!(progress.entries, 2 * RECOVERY_CHECK_ENTRIES);
+        // Once the interval has passed, every RECOVERY_CHECK_ENTRIES-th entry asks for more
+        // time, and no other does.
+        let mut progress = RecoveryProgress { every: Duration::ZERO, ..RecoveryProgress::new() };
+        let asked: Vec<u64> =
+            (1..=3 * RECOVERY_CHECK_ENTRIES).filter(|_| progress.on_entry()).collect();
+        let expected: Vec<u64> = (1..=3).map(|k| k * RECOVERY_CHECK_ENTRIES).collect();
+        assert_eq!(asked, expected);
         let mut watchdog = Watchdog::from_env();
         assert_eq!(watchdog.enabled(), std::env::var_os("WATCHDOG_USEC").is_some());
         watchdog.tick();
