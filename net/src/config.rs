@@ -151,6 +151,12 @@ pub struct GatewaySection {
     pub rate_burst: Option<u32>,
     pub outbound_bytes_max: Option<usize>,
     pub connections_max: Option<usize>,
+    /// Connections awaiting a logon at once (all peers); see `GatewayConfig`.
+    pub unauthenticated_max: Option<usize>,
+    /// Connections awaiting a logon from one IP address.
+    pub unauthenticated_per_ip_max: Option<usize>,
+    /// Logged-on connections of one API key.
+    pub connections_per_key_max: Option<usize>,
     pub journal_messages_max: Option<usize>,
     pub journal_bytes_max: Option<usize>,
 }
@@ -365,6 +371,13 @@ impl GatewaySection {
             },
             outbound_bytes_max: self.outbound_bytes_max.unwrap_or(d.outbound_bytes_max),
             connections_max: self.connections_max.unwrap_or(d.connections_max),
+            unauthenticated_max: self.unauthenticated_max.unwrap_or(d.unauthenticated_max),
+            unauthenticated_per_ip_max: self
+                .unauthenticated_per_ip_max
+                .unwrap_or(d.unauthenticated_per_ip_max),
+            connections_per_key_max: self
+                .connections_per_key_max
+                .unwrap_or(d.connections_per_key_max),
             journal,
             ..d
         };

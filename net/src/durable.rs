@@ -13,10 +13,11 @@
 //! - [`recover`] rebuilds both from the newest snapshot and the log after it, so report
 //!   streams (execution reports with their sequence numbers) survive a crash exactly.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bourse_engine::{Command, Event, Exchange, LogIndex};
@@ -179,9 +180,15 @@ pub struct SnapshotJob {
 }
 
 /// Encodes and writes snapshots off the shard and net cores, one at a time.
+///
+/// A failed write is fatal to the node (the net core polls [`SnapshotThread::failure`]
+/// and stops the server): a node that cannot snapshot cannot compact its log and would
+/// fill its disk, and a failed write usually means the disk is failing the log too.
 pub struct SnapshotThread {
     jobs: mpsc::Sender<SnapshotJob>,
     thread: std::thread::JoinHandle<()>,
+    /// The first failed write's message.
+    failure: Arc<OnceLock<String>>,
 }
 
 impl SnapshotThread {
@@ -193,6 +200,8 @@ impl SnapshotThread {
         keep_from: Arc<AtomicU64>,
     ) -> std::io::Result<SnapshotThread> {
         let (jobs, receiver) = mpsc::channel::<SnapshotJob>();
+        let failure = Arc::new(OnceLock::new());
+        let failed = failure.clone();
         let thread =
             std::thread::Builder::new().name("bourse-snapshot".into()).spawn(move || {
                 for job in receiver {
@@ -208,12 +217,20 @@ impl SnapshotThread {
                                 started.elapsed().as_millis()
                             );
                         }
-                        Err(e) => eprintln!("bourse: snapshot at index {} FAILED: {e}", job.index),
+                        Err(e) => {
+                            eprintln!("bourse: snapshot at index {} FAILED: {e}", job.index);
+                            let _ = failed.set(format!("snapshot at index {}: {e}", job.index));
+                        }
                     }
                     in_flight.store(false, Ordering::Release);
                 }
             })?;
-        Ok(SnapshotThread { jobs, thread })
+        Ok(SnapshotThread { jobs, thread, failure })
+    }
+
+    /// Why a snapshot write failed, once one has.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.get().cloned()
     }
 
     pub fn submit(&self, job: SnapshotJob) {
@@ -221,10 +238,16 @@ impl SnapshotThread {
         let _ = self.jobs.send(job);
     }
 
-    /// Finishes the job in flight (if any) and stops the thread.
-    pub fn finish(self) {
+    /// Finishes the jobs submitted and stops the thread; says why if any write failed.
+    pub fn finish(self) -> Result<(), String> {
         drop(self.jobs);
-        let _ = self.thread.join();
+        if self.thread.join().is_err() {
+            return Err("the snapshot thread panicked".into());
+        }
+        match self.failure.get() {
+            Some(why) => Err(why.clone()),
+            None => Ok(()),
+        }
     }
 }
 
@@ -274,7 +297,10 @@ pub fn recover(
     engine: Exchange,
     gateway: Gateway,
 ) -> Result<Recovered, String> {
-    std::fs::create_dir_all(data_dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(crate::datalock::DIR_MODE)
+        .create(data_dir)
         .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
     let mut events: Vec<Event> = Vec::with_capacity(1024);
     let mut actions = Vec::new();

@@ -77,7 +77,10 @@ fn drive_gateway(control: u8, stream: &[u8], log_on_first: bool) {
         unreachable!("the default configuration is valid")
     };
     let mut actions = Vec::new();
-    let Ok(conn) = gateway.on_connect(0, FUZZ_NONCE) else { unreachable!("first connection") };
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+    let Ok(conn) = gateway.on_connect(0, peer, FUZZ_NONCE, &mut actions) else {
+        unreachable!("first connection")
+    };
     if log_on_first {
         let logon = Logon {
             protocol_version: PROTOCOL_VERSION,

@@ -20,6 +20,8 @@
 //! - [`server`]: the `bourse` daemon: pinned net core (monoio, io_uring) + shard core.
 //! - [`config`]: the daemon's TOML configuration (defaults: the demo exchange).
 //! - [`durable`]: the command log on disk, snapshots (engine + report streams), recovery.
+//! - [`datalock`]: one daemon per data directory (`flock` on `data_dir/LOCK`).
+//! - [`port`]: one daemon per port (no SO_REUSEPORT; bound before recovery).
 //!
 //! See net/README.md for the protocol rules (sessions, resume, limits, errors).
 
@@ -29,17 +31,21 @@ pub const VERSION: &str =
     concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BOURSE_COMMIT"), ")");
 
 pub mod affinity;
+pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod client_async;
 pub mod codec;
 pub mod config;
+pub mod datalock;
 pub mod durable;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod journal;
+pub mod log;
 pub mod notify;
+pub mod port;
 pub mod preflight;
 pub mod protocol;
 pub mod ratelimit;

@@ -266,7 +266,7 @@ impl SessionReason {
             SessionReason::ResumeAhead => "resume sequence is beyond the session's next",
             SessionReason::UnknownSession => "no such session for this key",
             SessionReason::Replaced => "another connection resumed this session",
-            SessionReason::SessionsLimit => "too many sessions",
+            SessionReason::SessionsLimit => "too many connections for this key",
             SessionReason::LogonTimeout => "no logon in time",
             SessionReason::IdleTimeout => "nothing received for too long",
             SessionReason::SlowConsumer => "client is not reading fast enough",

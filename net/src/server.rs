@@ -32,14 +32,17 @@ use bourse_engine::{Event, Exchange};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use monoio::net::{TcpListener, TcpStream};
 
+use crate::audit::AuditLog;
 use crate::auth::KeyStore;
 use crate::config::{Config, Durability};
+use crate::datalock::DataDirLock;
 use crate::durable::{self, SnapshotJob, SnapshotThread, WalLog};
+use crate::port::{PortError, ReservedPort};
 use crate::protocol::{
     AssetInfo, MarketInfo, OpenOrderInfo, SessionReason, OPEN_ORDERS_PER_REPLY_MAX,
     REFERENCE_ASSETS_MAX, REFERENCE_MARKETS_MAX,
 };
-use crate::session::{Action, ConnId, Gateway, Origin, Query as GatewayQuery};
+use crate::session::{Action, Audit, ConnId, Gateway, Origin, Query as GatewayQuery};
 use crate::shard::{
     Bells, CommandLog, IdleWait, MemoryLog, Output, Query, Reply, Request, Shard, ShardOptions,
     SnapshotPolicy, SystemClock,
@@ -62,6 +65,9 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 /// How long a closing connection may take to flush its last bytes (a logout) before its
 /// socket is shut anyway: a peer that does not read must not hold it for ever.
 const CLOSE_FLUSH: Duration = Duration::from_secs(1);
+/// How long the net core waits for the shard core to stop once it has asked (after the
+/// connections are closed); past it the server reports an error and the process exits.
+const SHARD_STOP_MAX: Duration = Duration::from_secs(10);
 
 /// Nanoseconds since the Unix epoch (session timers and heartbeats).
 pub fn now_ns() -> u64 {
@@ -159,6 +165,10 @@ struct NetCore {
     /// is let in before they are, so no client sees a half-built exchange.
     bootstrap_left: Cell<usize>,
     bootstrap_done: LocalNotify,
+    /// Audit lines and rate-limited connection noise (`audit.rs`).
+    audit_log: RefCell<AuditLog>,
+    /// Scratch for `Gateway::take_audit`.
+    audit: RefCell<Vec<Audit>>,
 }
 
 impl NetCore {
@@ -182,6 +192,7 @@ impl NetCore {
         if rang {
             self.bells.ring_shard();
         }
+        self.log_audit();
         let mut dirty = self.dirty.borrow_mut();
         self.gateway.borrow_mut().take_dirty(&mut dirty);
         let conns = self.conns.borrow();
@@ -189,6 +200,20 @@ impl NetCore {
             if let Some(io) = conns.get(&conn) {
                 io.writer.notify();
             }
+        }
+    }
+
+    /// Logs what the gateway recorded for the audit trail (logons, logouts, admin).
+    fn log_audit(&self) {
+        let mut audit = self.audit.borrow_mut();
+        self.gateway.borrow_mut().take_audit(&mut audit);
+        if audit.is_empty() {
+            return;
+        }
+        let now = now_ns();
+        let mut log = self.audit_log.borrow_mut();
+        for record in audit.drain(..) {
+            log.record(now, &record);
         }
     }
 
@@ -260,6 +285,11 @@ impl NetCore {
         if backlog.len() < BACKLOG_REQUESTS_MAX / 2 {
             self.backlog_drained.notify();
         }
+    }
+
+    /// Why the snapshot writer failed, once it has (fatal, like a log failure).
+    fn snapshot_failure(&self) -> Option<String> {
+        self.snapshot_thread.borrow().as_ref().and_then(SnapshotThread::failure)
     }
 
     fn backlogged(&self) -> bool {
@@ -378,6 +408,8 @@ fn reply_to_gateway(
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Port(#[from] PortError),
     #[error("io_uring runtime: {0}")]
     Runtime(std::io::Error),
     #[error("{0}")]
@@ -421,6 +453,10 @@ pub struct Start<L> {
     pub bells: Arc<Bells>,
     /// Writes snapshots; `None` without a data directory.
     pub snapshot_thread: Option<SnapshotThread>,
+    /// The data directory's lock, held until the server has stopped; `None` without one.
+    pub data_dir_lock: Option<DataDirLock>,
+    /// The client port, bound before recovery (`None`: `run_with` binds it).
+    pub reserved_port: Option<ReservedPort>,
 }
 
 fn new_gateway(config: &Config) -> Result<Gateway, ServerError> {
@@ -445,6 +481,8 @@ impl Start<MemoryLog> {
             bootstrap: config.bootstrap.clone(),
             bells: Arc::new(Bells::default()),
             snapshot_thread: None,
+            data_dir_lock: None,
+            reserved_port: None,
         })
     }
 }
@@ -454,6 +492,10 @@ impl Start<WalLog> {
     /// (then set up by the config's bootstrap, through the log like any command).
     pub fn durable(config: &Config, data_dir: &Path) -> Result<Start<WalLog>, ServerError> {
         let storage = &config.storage;
+        // Before anything in the directory is read: one daemon per data directory.
+        let data_dir_lock = DataDirLock::acquire(data_dir).map_err(ServerError::Storage)?;
+        // And the port: a busy one is found now, not after a long recovery.
+        let reserved_port = ReservedPort::bind(config.server.listen)?;
         let engine =
             Exchange::new(config.engine).map_err(|e| ServerError::Config(e.to_string()))?;
         let bells = Arc::new(Bells::default());
@@ -502,6 +544,8 @@ impl Start<WalLog> {
             bootstrap: if recovered.fresh { config.bootstrap.clone() } else { Vec::new() },
             bells,
             snapshot_thread: Some(snapshot_thread),
+            data_dir_lock: Some(data_dir_lock),
+            reserved_port: Some(reserved_port),
         })
     }
 }
@@ -595,8 +639,10 @@ pub fn run_with<L: CommandLog + Send + 'static>(
     stop: Arc<AtomicBool>,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<ServerReport, ServerError> {
-    let listener = TcpListener::bind(config.server.listen)
-        .map_err(|source| ServerError::Listen { addr: config.server.listen, source })?;
+    let listener = match start.reserved_port {
+        Some(port) => port.listen()?,
+        None => ReservedPort::bind(config.server.listen)?.listen()?,
+    };
     let local = listener.local_addr().map_err(ServerError::Runtime)?;
 
     let (mut requests_tx, requests_rx) =
@@ -630,6 +676,8 @@ pub fn run_with<L: CommandLog + Send + 'static>(
     );
     let start_snapshots = start.snapshots.clone();
     let start_index = start.last_index;
+    // Held until everything below has stopped and the log is closed.
+    let data_dir_lock = start.data_dir_lock;
     let shard_bells = bells.clone();
     let (shard_core, pin) = (config.server.shard_core, config.server.pin);
     let shard_thread = std::thread::Builder::new()
@@ -665,6 +713,8 @@ pub fn run_with<L: CommandLog + Send + 'static>(
         connections_served: Cell::new(0),
         bootstrap_left: Cell::new(bootstrap_len),
         bootstrap_done: LocalNotify::default(),
+        audit_log: RefCell::new(AuditLog::default()),
+        audit: RefCell::new(Vec::new()),
     });
     bells.ring_shard();
     ready(local);
@@ -672,6 +722,11 @@ pub fn run_with<L: CommandLog + Send + 'static>(
     runtime.block_on(net_main(core.clone(), listener, stop));
     // Everything before the shutdown request is applied; the outputs still in the ring
     // go through the gateway as usual, so the report streams end where the engine does.
+    // The shard keeps reading requests even after a log failure, so both waits end;
+    // they are bounded all the same: a stuck shard must not keep the process alive.
+    let deadline = Instant::now() + SHARD_STOP_MAX;
+    let stuck =
+        || ServerError::Storage(format!("the shard core did not stop within {SHARD_STOP_MAX:?}"));
     let mut shutdown = Request::Shutdown;
     loop {
         match core.requests.borrow_mut().push(shutdown) {
@@ -679,7 +734,10 @@ pub fn run_with<L: CommandLog + Send + 'static>(
             Err(rtrb::PushError::Full(back)) => shutdown = back,
         }
         core.drain_outputs();
-        std::thread::yield_now();
+        if Instant::now() >= deadline {
+            return Err(stuck());
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
     bells.ring_shard();
     let (engine, log) = loop {
@@ -688,12 +746,17 @@ pub fn run_with<L: CommandLog + Send + 'static>(
         }
         core.drain_outputs();
         bells.ring_shard();
+        if Instant::now() >= deadline {
+            return Err(stuck());
+        }
         std::thread::sleep(Duration::from_millis(1));
     };
     core.drain_outputs();
     let mut failure = log.close().err();
+    let snapshot_failure = core.snapshot_failure();
     if let Some(thread) = core.snapshot_thread.borrow_mut().take() {
-        if failure.is_none() && !core.fatal.get() && engine.last_index() > start_index {
+        let healthy = failure.is_none() && !core.fatal.get() && snapshot_failure.is_none();
+        if healthy && engine.last_index() > start_index {
             // A last snapshot makes the next start fast; the log is closed and complete.
             let streams = core.gateway.borrow().export_streams();
             let job = SnapshotJob {
@@ -703,11 +766,14 @@ pub fn run_with<L: CommandLog + Send + 'static>(
             };
             thread.submit(job);
         }
-        thread.finish();
+        if let Err(why) = thread.finish() {
+            failure.get_or_insert(format!("the snapshot writer failed: {why}"));
+        }
     }
     if core.fatal.get() && failure.is_none() {
         failure = Some("the command log failed (see above)".into());
     }
+    drop(data_dir_lock);
     Ok(ServerReport { engine, connections_served: core.connections_served.get(), failure })
 }
 
@@ -724,9 +790,9 @@ async fn net_main(core: Rc<NetCore>, listener: TcpListener, stop: Arc<AtomicBool
     loop {
         monoio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => accept(&core, stream),
+                Ok((stream, peer)) => accept(&core, stream, peer),
                 Err(e) => {
-                    eprintln!("bourse: accept failed: {e}");
+                    core.audit_log.borrow_mut().accept_failed(now_ns(), &e);
                     monoio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
@@ -755,17 +821,25 @@ async fn net_main(core: Rc<NetCore>, listener: TcpListener, stop: Arc<AtomicBool
     }
 }
 
-fn accept(core: &Rc<NetCore>, stream: TcpStream) {
+fn accept(core: &Rc<NetCore>, stream: TcpStream, peer: std::net::SocketAddr) {
     let _ = stream.set_nodelay(true);
     let mut nonce = [0u8; crate::auth::NONCE_BYTES];
     if getrandom::fill(&mut nonce).is_err() {
-        eprintln!("bourse: no randomness for a logon challenge; connection refused");
+        crate::log_error!("no randomness for a logon challenge; connection refused");
         return;
     }
-    let connected = core.gateway.borrow_mut().on_connect(now_ns(), nonce);
-    let Ok(conn) = connected else {
-        // Over connections_max: the socket is dropped (closed) at once.
-        return;
+    let connected = {
+        let mut actions = core.actions.borrow_mut();
+        core.gateway.borrow_mut().on_connect(now_ns(), peer, nonce, &mut actions)
+    };
+    let conn = match connected {
+        Ok(conn) => conn,
+        Err(error) => {
+            // Over a limit: the socket is dropped (closed) at once.
+            core.audit_log.borrow_mut().connect_refused(now_ns(), peer, error);
+            core.settle();
+            return;
+        }
     };
     core.connections_served.set(core.connections_served.get() + 1);
     let io = Rc::new(ConnIo {
@@ -902,6 +976,7 @@ async fn tick_task(core: Rc<NetCore>, stop: Arc<AtomicBool>) {
         }
         core.settle();
         core.flush_backlog();
+        core.audit_log.borrow_mut().flush(now_ns());
         // A connection still in the map has its reader alive, so its fd is open.
         for io in core.conns.borrow().values() {
             if io.closing_since.get().is_some_and(|since| since.elapsed() >= CLOSE_FLUSH) {
@@ -912,6 +987,14 @@ async fn tick_task(core: Rc<NetCore>, stop: Arc<AtomicBool>) {
             core.stopping.set(true);
             crate::notify::stopping("signal received; logging out clients and flushing the log");
             core.stop.notify();
+        }
+        if let Some(why) = core.snapshot_failure() {
+            if !core.fatal.get() {
+                eprintln!("bourse: the snapshot writer failed, stopping: {why}");
+                core.fatal.set(true);
+                core.stopping.set(true);
+                core.stop.notify();
+            }
         }
     }
 }

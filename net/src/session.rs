@@ -4,7 +4,7 @@
 //! The server (a later task) owns the sockets and the clock and only moves bytes:
 //!
 //! ```text
-//! accept            -> gateway.on_connect(now, random_nonce)        -> ConnId
+//! accept            -> gateway.on_connect(now, peer, random_nonce, &mut actions) -> ConnId
 //! bytes from socket -> gateway.on_bytes(conn, now, bytes, &mut actions)
 //! socket writable   -> write gateway.outbound(conn); gateway.consume_outbound(conn, n, now)
 //! timer             -> gateway.on_tick(now, &mut actions)
@@ -12,6 +12,7 @@
 //! shard events      -> gateway.on_events(origin, &events, &mut actions)
 //! query answers     -> gateway.reply_balances / reply_open_orders / reply_status /
 //!                      reply_reference / reply_book_snapshot / reject_subscribe
+//! audit             -> gateway.take_audit(&mut records): logons, logouts, admin actions
 //! actions           -> Submit (to the shard), Query (to the shard), Subscribe (book
 //!                      snapshot from the shard), Close (flush, then close the socket)
 //! ```
@@ -49,6 +50,7 @@
 //! Everything here lives on one net core and is `!Sync` by design.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 
 use bourse_engine::{AccountId, AssetId, Balance, Command, DepthLevel, Event, LogIndex, MarketId};
 use flatbuffers::VerifierOptions;
@@ -80,7 +82,8 @@ pub struct GatewayConfig {
     pub idle_timeout_ns: u64,
     /// A connection that does not log on within this long is closed.
     pub logon_timeout_ns: u64,
-    /// Per-connection message rate (every client message counts, heartbeats too).
+    /// Message rate of one API key, shared by all its connections (every message of a
+    /// logged-on connection counts, heartbeats too).
     pub rate: RateLimit,
     /// Consecutive session-level rejects after which the connection is closed.
     pub rejects_in_row_max: u32,
@@ -89,8 +92,21 @@ pub struct GatewayConfig {
     pub outbound_bytes_max: usize,
     /// Market data subscriptions per connection.
     pub subscriptions_max: usize,
-    /// Simultaneous connections.
+    /// Simultaneous connections (closing ones included). Connections evicted to make
+    /// room for a new one may exceed it until the server has closed them (they go within
+    /// its `CLOSE_FLUSH`): at most `connections_max + unauthenticated_max` exist.
     pub connections_max: usize,
+    /// Connections awaiting a logon at once, over all peers (capped at
+    /// `connections_max`). When they are this many, or `connections_max` is reached, a
+    /// new connection evicts the oldest one awaiting a logon: connections that never log
+    /// on cannot lock out those that do.
+    pub unauthenticated_max: usize,
+    /// Connections awaiting a logon from one IP address (one IPv6 /64, `peer_group`);
+    /// more are refused at once.
+    pub unauthenticated_per_ip_max: usize,
+    /// Logged-on connections of one API key; another logon is refused with
+    /// `SessionsLimit` (a logon that resumes takes the stream over and is not refused).
+    pub connections_per_key_max: usize,
     /// Retained sequenced messages per session.
     pub journal: JournalLimits,
 }
@@ -107,6 +123,9 @@ impl Default for GatewayConfig {
             outbound_bytes_max: 1 << 20,
             subscriptions_max: 64,
             connections_max: 1024,
+            unauthenticated_max: 256,
+            unauthenticated_per_ip_max: 16,
+            connections_per_key_max: 16,
             journal: JournalLimits { messages_max: 16_384, bytes_max: 2 << 20 },
         }
     }
@@ -123,7 +142,7 @@ impl GatewayConfig {
         let largest_frame = frame::FRAME_HEADER_BYTES + frame::SERVER_FRAME_BYTES_MAX;
         // LogonAck reports the timers in milliseconds as u32.
         let ms_max = u32::MAX as u64 * 1_000_000;
-        let checks: [(bool, &'static str); 10] = [
+        let checks: [(bool, &'static str); 13] = [
             (
                 self.frame_bytes_max >= FRAME_BYTES_MAX_FLOOR
                     && self.frame_bytes_max <= frame::FRAME_BYTES_MAX_CEILING,
@@ -151,6 +170,9 @@ impl GatewayConfig {
                 "journal must hold the largest server frame",
             ),
             (self.connections_max > 0, "connections_max must be positive"),
+            (self.unauthenticated_max > 0, "unauthenticated_max must be positive"),
+            (self.unauthenticated_per_ip_max > 0, "unauthenticated_per_ip_max must be positive"),
+            (self.connections_per_key_max > 0, "connections_per_key_max must be positive"),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, message)) => Err(ConfigError::Invalid(message)),
@@ -222,9 +244,58 @@ pub enum Action {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectError {
-    #[error("connection limit reached")]
+    #[error("connection limit reached (connections_max; none awaits a logon to evict)")]
     TooManyConnections,
+    #[error(
+        "too many connections awaiting a logon from this address (unauthenticated_per_ip_max)"
+    )]
+    TooManyFromPeer,
 }
+
+/// Audit records the gateway leaves for the server to log (`take_audit`): who logged on
+/// and off, from where, and every admin action with its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audit {
+    Logon {
+        peer: SocketAddr,
+        key_id: KeyId,
+        admin: bool,
+        resumed: bool,
+    },
+    /// `key_id` 0: the logon did not decode far enough to name a key.
+    LogonRefused {
+        peer: SocketAddr,
+        key_id: KeyId,
+        reason: SessionReason,
+    },
+    /// A logged-on connection ended; `reason` `None`: the peer closed it.
+    Logout {
+        peer: SocketAddr,
+        key_id: KeyId,
+        reason: Option<SessionReason>,
+    },
+    /// A connection closed by the server before it logged on.
+    ClosedBeforeLogon {
+        peer: SocketAddr,
+        reason: SessionReason,
+    },
+    /// A connection awaiting a logon made room for a newer one (`unauthenticated_max` or
+    /// `connections_max` reached).
+    Evicted {
+        peer: SocketAddr,
+    },
+    /// An admin key's command, as submitted to the shard.
+    Admin {
+        peer: SocketAddr,
+        key_id: KeyId,
+        command: Command,
+    },
+}
+
+/// Audit records held for the server at most; more are counted in
+/// `GatewayStats::audit_dropped`. The server drains them after every gateway call, and
+/// one call produces far fewer (a 64 KiB read holds about 1300 frames at most).
+pub const AUDIT_RECORDS_MAX: usize = 4096;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ConnState {
@@ -298,10 +369,11 @@ impl Outbound {
 #[derive(Debug)]
 struct Connection {
     id: ConnId,
+    /// The peer's address, as the server accepted it (limits per IP, audit lines).
+    peer: SocketAddr,
     state: ConnState,
     decoder: FrameDecoder,
     outbound: Outbound,
-    rate: TokenBucket,
     rejects_in_row: u32,
     /// The `Close` action was emitted.
     close_emitted: bool,
@@ -324,6 +396,9 @@ fn mark_dirty(c: &mut Connection, dirty: &mut Vec<ConnId>) {
 #[derive(Debug)]
 struct Session {
     journal: Journal,
+    /// The key's message rate, shared by all its connections: opening more connections
+    /// does not buy a key more messages.
+    rate: TokenBucket,
     /// Connections fed from this stream, each through its own cursor.
     attached: Vec<ConnId>,
 }
@@ -333,10 +408,18 @@ struct Session {
 pub struct GatewayStats {
     pub connections: usize,
     pub logged_on: usize,
+    /// Open connections that have not logged on yet.
+    pub awaiting_logon: usize,
     pub sessions: usize,
     pub frames_in: u64,
     pub session_rejects: u64,
     pub closes: u64,
+    /// Connections refused by a limit (`ConnectError`).
+    pub connects_refused: u64,
+    /// Connections awaiting a logon evicted to make room for a newer one.
+    pub evictions: u64,
+    /// Audit records dropped because the server did not take them (`AUDIT_RECORDS_MAX`).
+    pub audit_dropped: u64,
 }
 
 /// All connections and sessions of one net core. See the module documentation.
@@ -370,6 +453,10 @@ pub struct Gateway {
     dirty: Vec<ConnId>,
     /// Scratch: the connections a stream feeds.
     feed: Vec<ConnId>,
+    /// Connections awaiting a logon, per peer IP (entries at zero are removed).
+    awaiting_by_ip: BTreeMap<IpAddr, usize>,
+    /// Records for the server to log, oldest first (`take_audit`).
+    audit: Vec<Audit>,
     stats: GatewayStats,
 }
 
@@ -396,11 +483,13 @@ impl Gateway {
             changes: Vec::new(),
             dirty: Vec::new(),
             feed: Vec::new(),
+            awaiting_by_ip: BTreeMap::new(),
+            audit: Vec::with_capacity(64),
             stats: GatewayStats::default(),
         };
         let streams: Vec<(KeyId, Role)> = gateway.keys.iter().map(|k| (k.key_id, k.role)).collect();
         for (key_id, role) in streams {
-            gateway.add_stream(key_id, role);
+            gateway.add_stream(key_id, role, now_ns);
         }
         Ok(gateway)
     }
@@ -415,15 +504,27 @@ impl Gateway {
 
     // ----- Connection lifecycle -------------------------------------------------------
 
-    /// A new TCP connection. `nonce` must be fresh random bytes (the caller's RNG); the
-    /// logon challenge carrying it is queued in the connection's outbound buffer.
+    /// A new TCP connection from `peer`. `nonce` must be fresh random bytes (the
+    /// caller's RNG); the logon challenge carrying it is queued in the connection's
+    /// outbound buffer.
+    ///
+    /// Limits, in order: a peer IP with `unauthenticated_per_ip_max` connections awaiting
+    /// a logon is refused; when `unauthenticated_max` connections await a logon, or
+    /// `connections_max` exist, the oldest connection awaiting a logon is closed
+    /// (`LogonTimeout`, with an `Evicted` audit record) to make room, and only when none
+    /// awaits a logon is the new one refused. An evicted connection is `Closing` until
+    /// the server reports it gone, so at most `connections_max + unauthenticated_max`
+    /// slots exist at once.
     pub fn on_connect(
         &mut self,
         now_ns: u64,
+        peer: SocketAddr,
         nonce: [u8; NONCE_BYTES],
+        actions: &mut Vec<Action>,
     ) -> Result<ConnId, ConnectError> {
-        if self.stats.connections >= self.config.connections_max {
-            return Err(ConnectError::TooManyConnections);
+        if let Err(error) = self.admit(now_ns, peer, actions) {
+            self.stats.connects_refused += 1;
+            return Err(error);
         }
         let slot = match self.free_slots.pop() {
             Some(slot) => slot,
@@ -437,12 +538,12 @@ impl Gateway {
         let id = ConnId::new(slot, self.generations[slot]);
         self.conns[slot] = Some(Connection {
             id,
+            peer,
             state: ConnState::AwaitingLogon { nonce, since_ns: now_ns },
             decoder: FrameDecoder::new(self.config.frame_bytes_max),
             outbound: Outbound::with_capacity(
                 self.config.outbound_bytes_max + CONTROL_RESERVE_BYTES,
             ),
-            rate: TokenBucket::new(self.config.rate, now_ns),
             rejects_in_row: 0,
             close_emitted: false,
             last_rx_ns: now_ns,
@@ -451,16 +552,96 @@ impl Gateway {
             dirty: false,
         });
         self.stats.connections += 1;
+        self.stats.awaiting_logon += 1;
+        *self.awaiting_by_ip.entry(peer_group(peer)).or_insert(0) += 1;
         let challenge = ServerMessage::LogonChallenge { nonce, protocol_version: PROTOCOL_VERSION };
         self.send_control(slot, now_ns, &challenge);
         Ok(id)
+    }
+
+    /// Applies the connection limits to a new connection (see `on_connect`).
+    fn admit(
+        &mut self,
+        now_ns: u64,
+        peer: SocketAddr,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), ConnectError> {
+        let config = self.config;
+        let unauthenticated_max = config.unauthenticated_max.min(config.connections_max);
+        let from_peer = self.awaiting_by_ip.get(&peer_group(peer)).copied();
+        if from_peer.unwrap_or(0) >= config.unauthenticated_per_ip_max {
+            return Err(ConnectError::TooManyFromPeer);
+        }
+        let full = self.stats.connections >= config.connections_max;
+        if self.stats.awaiting_logon >= unauthenticated_max || full {
+            let Some(oldest) = self.oldest_awaiting() else {
+                return Err(ConnectError::TooManyConnections);
+            };
+            let peer = self.conns[oldest].as_ref().map(|c| c.peer).expect("live slot");
+            self.stats.evictions += 1;
+            self.record(Audit::Evicted { peer });
+            let reason = SessionReason::LogonTimeout;
+            self.send_control(oldest, now_ns, &ServerMessage::Logout { reason });
+            self.mark_closing(oldest, reason, actions);
+        }
+        // Evicted connections close within the server's close flush; until then they
+        // hold a slot, and this ceiling bounds how many can.
+        if self.stats.connections >= config.connections_max + unauthenticated_max {
+            return Err(ConnectError::TooManyConnections);
+        }
+        debug_assert!(self.stats.awaiting_logon < unauthenticated_max);
+        Ok(())
+    }
+
+    /// The connection that has awaited a logon longest (lowest slot on a tie). A scan:
+    /// it runs only when the connection limits are reached.
+    fn oldest_awaiting(&self) -> Option<usize> {
+        let awaiting = self.conns.iter().enumerate().filter_map(|(slot, c)| match c {
+            Some(Connection { state: ConnState::AwaitingLogon { since_ns, .. }, .. }) => {
+                Some((*since_ns, slot))
+            }
+            _ => None,
+        });
+        awaiting.min().map(|(_, slot)| slot)
+    }
+
+    /// Bookkeeping for a connection leaving `AwaitingLogon` (logged on, closing or gone);
+    /// call it before its state changes. Does nothing in any other state.
+    fn leave_awaiting(&mut self, slot: usize) {
+        let Some(c) = self.conns[slot].as_ref() else { return };
+        if !matches!(c.state, ConnState::AwaitingLogon { .. }) {
+            return;
+        }
+        self.stats.awaiting_logon -= 1;
+        let ip = peer_group(c.peer);
+        let count = self.awaiting_by_ip.get_mut(&ip).expect("counted at connect");
+        assert!(*count > 0);
+        *count -= 1;
+        if *count == 0 {
+            self.awaiting_by_ip.remove(&ip);
+        }
+    }
+
+    /// Queues an audit record for the server (bounded; see `AUDIT_RECORDS_MAX`).
+    fn record(&mut self, audit: Audit) {
+        if self.audit.len() < AUDIT_RECORDS_MAX {
+            self.audit.push(audit);
+        } else {
+            self.stats.audit_dropped += 1;
+        }
+    }
+
+    /// Moves the audit records since the last call into `out`, oldest first.
+    pub fn take_audit(&mut self, out: &mut Vec<Audit>) {
+        out.append(&mut self.audit);
     }
 
     /// The socket is gone (closed by either side). Frees the connection; a logged-on
     /// session is kept for resume, and cancel-on-disconnect fires if it was asked for.
     pub fn on_disconnected(&mut self, conn: ConnId, _now_ns: u64, actions: &mut Vec<Action>) {
         let Some(slot) = self.slot(conn) else { return };
-        self.end_connection(slot, true, actions);
+        self.leave_awaiting(slot);
+        self.end_connection(slot, None, true, actions);
         self.conns[slot] = None;
         self.generations[slot] = self.generations[slot].wrapping_add(1);
         self.free_slots.push(slot);
@@ -594,7 +775,8 @@ impl Gateway {
             (ConnState::AwaitingLogon { .. }, Err(DecodeError::InvalidField { body_type, .. }))
                 if body_type == wire::Body::Logon.0 =>
             {
-                self.refuse_logon(slot, now_ns, SessionReason::InvalidField, 0, 0, actions);
+                let reason = SessionReason::InvalidField;
+                self.refuse_logon(slot, now_ns, 0, reason, 0, 0, actions);
             }
             (ConnState::AwaitingLogon { .. }, _) => {
                 self.close_slot(slot, now_ns, SessionReason::NotLoggedOn, actions);
@@ -630,8 +812,10 @@ impl Gateway {
         body_type: BodyType,
         actions: &mut Vec<Action>,
     ) -> bool {
-        let Some(c) = self.conns[slot].as_mut() else { return false };
-        if c.rate.try_take(now_ns) {
+        let Some(c) = self.conns[slot].as_ref() else { return false };
+        let ConnState::LoggedOn(logged_on) = c.state else { return false };
+        let session = self.sessions.get_mut(&logged_on.session_id);
+        if session.is_some_and(|s| s.rate.try_take(now_ns)) {
             return true;
         }
         let reason = SessionReason::RateLimited;
@@ -672,30 +856,32 @@ impl Gateway {
         actions: &mut Vec<Action>,
     ) {
         if logon.protocol_version != PROTOCOL_VERSION {
-            return self.refuse_logon(
-                slot,
-                now_ns,
-                SessionReason::UnsupportedVersion,
-                0,
-                0,
-                actions,
-            );
+            let reason = SessionReason::UnsupportedVersion;
+            return self.refuse_logon(slot, now_ns, logon.key_id, reason, 0, 0, actions);
         }
         let role = match self.keys.authenticate(&nonce, logon.key_id, &logon.signature) {
             Ok(key) => key.role,
-            Err(AuthError::UnknownKey) => {
-                return self.refuse_logon(slot, now_ns, SessionReason::UnknownKey, 0, 0, actions)
-            }
-            Err(AuthError::BadSignature) => {
-                return self.refuse_logon(slot, now_ns, SessionReason::BadSignature, 0, 0, actions)
+            Err(error) => {
+                let reason = match error {
+                    AuthError::UnknownKey => SessionReason::UnknownKey,
+                    AuthError::BadSignature => SessionReason::BadSignature,
+                };
+                return self.refuse_logon(slot, now_ns, logon.key_id, reason, 0, 0, actions);
             }
         };
         let session_id = match self.find_session(logon) {
             Ok(id) => id,
             Err((reason, oldest, next)) => {
-                return self.refuse_logon(slot, now_ns, reason, oldest, next, actions)
+                return self.refuse_logon(slot, now_ns, logon.key_id, reason, oldest, next, actions)
             }
         };
+        // A logon that resumes takes the stream over (closing the others), so only a new
+        // reader of the stream counts against the key's connection cap.
+        let attached = self.sessions.get(&session_id).map_or(0, |s| s.attached.len());
+        if logon.resume_from_seq == 0 && attached >= self.config.connections_per_key_max {
+            let reason = SessionReason::SessionsLimit;
+            return self.refuse_logon(slot, now_ns, logon.key_id, reason, 0, 0, actions);
+        }
         self.attach(slot, now_ns, session_id, logon, role, actions);
     }
 
@@ -725,8 +911,12 @@ impl Gateway {
     }
 
     /// The stream of a key: created for every key when the gateway starts.
-    fn add_stream(&mut self, key_id: KeyId, role: Role) {
-        let session = Session { journal: Journal::new(self.config.journal), attached: Vec::new() };
+    fn add_stream(&mut self, key_id: KeyId, role: Role, now_ns: u64) {
+        let session = Session {
+            journal: Journal::new(self.config.journal),
+            rate: TokenBucket::new(self.config.rate, now_ns),
+            attached: Vec::new(),
+        };
         assert!(self.sessions.insert(key_id, session).is_none(), "one stream per key");
         match role {
             Role::Trader { account } => {
@@ -757,6 +947,15 @@ impl Gateway {
                     self.close_replaced(previous, now_ns, actions);
                 }
             }
+        }
+        if !self.sessions.contains_key(&session_id) || self.conns[slot].is_none() {
+            return; // Checked by the caller; leaves the state untouched if not.
+        }
+        self.leave_awaiting(slot);
+        if let Some(peer) = self.conns[slot].as_ref().map(|c| c.peer) {
+            let admin = role == Role::Admin;
+            let resumed = logon.resume_from_seq != 0;
+            self.record(Audit::Logon { peer, key_id: logon.key_id, admin, resumed });
         }
         let Some(session) = self.sessions.get_mut(&session_id) else { return };
         let next_seq = session.journal.next_seq();
@@ -793,15 +992,20 @@ impl Gateway {
         self.pump(slot, now_ns, actions);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn refuse_logon(
         &mut self,
         slot: usize,
         now_ns: u64,
+        key_id: KeyId,
         reason: SessionReason,
         oldest_seq: Seq,
         next_seq: Seq,
         actions: &mut Vec<Action>,
     ) {
+        if let Some(peer) = self.conns[slot].as_ref().map(|c| c.peer) {
+            self.record(Audit::LogonRefused { peer, key_id, reason });
+        }
         let reject = LogonReject { reason, oldest_seq, next_seq };
         self.send_control(slot, now_ns, &ServerMessage::LogonReject(reject));
         self.mark_closing(slot, reason, actions);
@@ -843,8 +1047,13 @@ impl Gateway {
         };
         match outcome {
             Ok(action) => {
-                if let Some(c) = self.conns[slot].as_mut() {
-                    c.rejects_in_row = 0;
+                let Some(c) = self.conns[slot].as_mut() else { return };
+                c.rejects_in_row = 0;
+                if let (Role::Admin, Some(Action::Submit { command, .. })) =
+                    (logged_on.role, action)
+                {
+                    let (peer, key_id) = (c.peer, logged_on.key_id);
+                    self.record(Audit::Admin { peer, key_id, command });
                 }
                 actions.extend(action);
             }
@@ -1037,11 +1246,16 @@ impl Gateway {
         actions: &mut Vec<Action>,
     ) {
         let Some(c) = self.conns[slot].as_ref() else { return };
-        if c.state == ConnState::Closing {
-            return;
+        match c.state {
+            ConnState::Closing => return,
+            ConnState::AwaitingLogon { .. } => {
+                let peer = c.peer;
+                self.record(Audit::ClosedBeforeLogon { peer, reason });
+            }
+            ConnState::LoggedOn(_) => {}
         }
         self.send_control(slot, now_ns, &ServerMessage::Logout { reason });
-        self.end_connection(slot, true, actions);
+        self.end_connection(slot, Some(reason), true, actions);
         self.mark_closing(slot, reason, actions);
     }
 
@@ -1049,11 +1263,12 @@ impl Gateway {
     fn close_replaced(&mut self, slot: usize, now_ns: u64, actions: &mut Vec<Action>) {
         let reason = SessionReason::Replaced;
         self.send_control(slot, now_ns, &ServerMessage::Logout { reason });
-        self.end_connection(slot, false, actions);
+        self.end_connection(slot, Some(reason), false, actions);
         self.mark_closing(slot, reason, actions);
     }
 
     fn mark_closing(&mut self, slot: usize, reason: SessionReason, actions: &mut Vec<Action>) {
+        self.leave_awaiting(slot);
         let Some(c) = self.conns[slot].as_mut() else { return };
         c.state = ConnState::Closing;
         if !c.close_emitted {
@@ -1064,13 +1279,21 @@ impl Gateway {
     }
 
     /// Detaches a logged-on connection from its key's stream (which goes on) and
-    /// fires cancel-on-disconnect when `cancel` and the logon asked for it.
-    fn end_connection(&mut self, slot: usize, cancel: bool, actions: &mut Vec<Action>) {
+    /// fires cancel-on-disconnect when `cancel` and the logon asked for it. `reason`
+    /// `None`: the peer closed the socket.
+    fn end_connection(
+        &mut self,
+        slot: usize,
+        reason: Option<SessionReason>,
+        cancel: bool,
+        actions: &mut Vec<Action>,
+    ) {
         let Some(c) = self.conns[slot].as_mut() else { return };
         let ConnState::LoggedOn(logged_on) = c.state else { return };
         // Only `mark_closing` or `on_disconnected` may follow; neither reads this state.
         c.state = ConnState::Closing;
-        let conn = c.id;
+        let (conn, peer) = (c.id, c.peer);
+        self.record(Audit::Logout { peer, key_id: logged_on.key_id, reason });
         self.stats.logged_on -= 1;
         if let Some(session) = self.sessions.get_mut(&logged_on.session_id) {
             session.attached.retain(|&c| c != conn);
@@ -1381,6 +1604,16 @@ impl Gateway {
 
     fn conn(&self, conn: ConnId) -> Option<&Connection> {
         self.conns.get(conn.slot())?.as_ref().filter(|c| c.id == conn)
+    }
+}
+
+/// What `unauthenticated_per_ip_max` counts per: the IPv4 address (an IPv4-mapped IPv6
+/// address counts as its IPv4 one), or the IPv6 /64 prefix, since one IPv6 host usually
+/// holds a whole /64 and could otherwise use a fresh address per connection.
+pub fn peer_group(peer: SocketAddr) -> IpAddr {
+    match peer.ip().to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        v4 => v4,
     }
 }
 

@@ -362,29 +362,17 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
         let mut idle_since: Option<Instant> = None;
         let mut shutting_down = false;
         loop {
-            let mut worked = self.retry_stalled();
-            for _ in 0..self.options.batch_max {
-                if self.stalled.is_some() || self.failed {
-                    break;
-                }
-                let Ok(request) = requests.pop() else { break };
-                worked = true;
-                match request {
-                    Request::Command { origin, command } => {
-                        let (index, time_ns) = self.sequencer.stamp();
-                        self.stalled = Some((index, time_ns, origin, command));
-                        self.retry_stalled();
-                    }
-                    Request::Query { origin, query } => {
-                        self.pending.push_back(Pending::Query { origin, query })
-                    }
-                    Request::Shutdown => shutting_down = true,
-                }
+            // The log's health first: once it has failed, nothing more is applied (so
+            // nothing more is acknowledged) and nothing more is snapshotted.
+            let mut worked = self.check_log(&mut outputs, &bells);
+            if self.failed {
+                worked |= self.discard_requests(&mut requests, &mut shutting_down);
+            } else {
+                worked |= self.take_requests(&mut requests, &mut shutting_down);
+                worked |= self.apply_committed(&mut outputs, &bells);
+                worked |= self.maybe_snapshot(&mut outputs, &bells);
+                self.log.maintain();
             }
-            worked |= self.apply_committed(&mut outputs, &bells);
-            worked |= self.check_log(&mut outputs, &bells);
-            worked |= self.maybe_snapshot(&mut outputs, &bells);
-            self.log.maintain();
             if worked {
                 bells.ring_net();
                 idle_since = None;
@@ -399,6 +387,60 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
             }
             self.idle(&requests, &bells, &mut idle_since);
         }
+    }
+
+    /// Sequences up to `batch_max` requests and hands their commands to the log (until
+    /// it is busy); true if it did anything.
+    fn take_requests(
+        &mut self,
+        requests: &mut rtrb::Consumer<Request>,
+        shutting_down: &mut bool,
+    ) -> bool {
+        let mut worked = self.retry_stalled();
+        for _ in 0..self.options.batch_max {
+            if self.stalled.is_some() {
+                break;
+            }
+            let Ok(request) = requests.pop() else { break };
+            worked = true;
+            match request {
+                Request::Command { origin, command } => {
+                    let (index, time_ns) = self.sequencer.stamp();
+                    self.stalled = Some((index, time_ns, origin, command));
+                    self.retry_stalled();
+                }
+                Request::Query { origin, query } => {
+                    self.pending.push_back(Pending::Query { origin, query })
+                }
+                Request::Shutdown => *shutting_down = true,
+            }
+        }
+        worked
+    }
+
+    /// After a log failure: drops every request (no command is sequenced, applied or
+    /// acknowledged any more; the net core logs the clients out) but still notices the
+    /// shutdown request, so that the process can stop. Commands sequenced before the
+    /// failure and not committed are dropped with the queries behind them: their
+    /// clients get no answer, which is the truth (recovery decides what the log kept).
+    /// True if it took anything.
+    fn discard_requests(
+        &mut self,
+        requests: &mut rtrb::Consumer<Request>,
+        shutting_down: &mut bool,
+    ) -> bool {
+        debug_assert!(self.failed, "requests are discarded only after a log failure");
+        self.stalled = None;
+        self.pending.clear();
+        let mut worked = false;
+        for _ in 0..self.options.batch_max {
+            let Ok(request) = requests.pop() else { break };
+            worked = true;
+            if let Request::Shutdown = request {
+                *shutting_down = true;
+            }
+        }
+        worked
     }
 
     /// Hands the stalled command to the log if it has room now; true if it did.
@@ -489,6 +531,9 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
 
     /// True if the log has committed something pending, or may take the stalled entry.
     fn can_progress(&self) -> bool {
+        if self.failed {
+            return false;
+        }
         let committed = self.log.committed_index();
         let ready = match self.pending.front() {
             Some(Pending::Command { index, .. }) => *index <= committed,

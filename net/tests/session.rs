@@ -927,9 +927,10 @@ fn streams_survive_export_and_import() {
 fn connection_limit_and_stale_handles() {
     let config = GatewayConfig { connections_max: 2, ..GatewayConfig::default() };
     let mut h = Harness::new(config);
-    let a = h.connect();
-    let _b = h.connect();
-    assert!(h.gw.on_connect(h.now_ns, [0; 32]).is_err());
+    let (a, _, _) = h.logon(TRADER_A, 0, 0, false);
+    let _b = h.logon(TRADER_B, 0, 0, false);
+    // Every place holds a logged-on session (one awaiting a logon would be evicted).
+    assert!(h.try_connect_from([127, 0, 0, 1]).is_err());
     h.gw.on_disconnected(a.conn, h.now_ns, &mut h.actions);
     let c = h.connect();
     // The slot is reused under a new generation: the old handle reaches nothing.

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::format::{EntryFault, SegmentHeaderFault};
 
@@ -67,6 +67,13 @@ pub struct Corruption {
 impl fmt::Display for Corruption {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let dir = self.path.parent().map(|p| p.display().to_string()).unwrap_or_default();
+        // The log directory is `<data dir>/log` in the daemon's layout.
+        let data_dir = self
+            .path
+            .parent()
+            .and_then(Path::parent)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         write!(f, "log corruption in {} at byte offset {}", self.path.display(), self.offset)?;
         if let Some(index) = self.index {
             write!(f, " (entry index {index})")?;
@@ -85,7 +92,8 @@ impl fmt::Display for Corruption {
             "The node refuses to start rather than guess. Locate all damage with \
              `bourse-log verify {dir}`, then restore this log directory from a healthy replica, \
              or restart from what is intact as replication/README.md, \"Corruption\", \
-             describes."
+             describes: `bourse-log salvage {data_dir} --out <new data dir>` writes a startable \
+             copy from the newest good snapshot and the intact entries after it."
         )
     }
 }

@@ -2,12 +2,18 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::LogError;
 
 /// Suffix of files being written; a leftover one is a write that never completed.
 pub const TEMP_SUFFIX: &str = ".tmp";
+/// Mode of every file the log and the snapshot store create: owner read-write, group
+/// read (operators' tools), nothing for others. The umask can only narrow it.
+pub const FILE_MODE: u32 = 0o640;
+/// Mode of every directory they create.
+pub const DIR_MODE: u32 = 0o750;
 
 /// Makes the directory's entries (creations, renames, removals) durable.
 pub fn sync_dir(dir: &Path) -> Result<(), LogError> {
@@ -26,8 +32,12 @@ pub fn write_atomic(dir: &Path, name: &str, parts: &[&[u8]]) -> Result<PathBuf, 
         .write(true)
         .create(true)
         .truncate(true)
+        .mode(FILE_MODE)
         .open(&temp)
         .map_err(|e| LogError::io("create", &temp, e))?;
+    // A stale temp file keeps the mode it was created with: narrow it too.
+    file.set_permissions(fs::Permissions::from_mode(FILE_MODE))
+        .map_err(|e| LogError::io("chmod", &temp, e))?;
     for part in parts {
         file.write_all(part).map_err(|e| LogError::io("write", &temp, e))?;
     }
@@ -43,7 +53,11 @@ pub fn ensure_dir(dir: &Path) -> Result<(), LogError> {
     if dir.is_dir() {
         return Ok(());
     }
-    fs::create_dir_all(dir).map_err(|e| LogError::io("create directory", dir, e))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .map_err(|e| LogError::io("create directory", dir, e))?;
     sync_dir(dir)?;
     if let Some(parent) = dir.parent() {
         if !parent.as_os_str().is_empty() {

@@ -31,7 +31,8 @@ pub use payload::{
 };
 pub use recovery::{recover_node, NodeRecovery, RecoveryError};
 pub use scan::{
-    scan_log, verify_log, ScanOptions, ScanProgress, ScanReport, TornTail, VerifyReport,
+    scan_log, scan_segment_files, verify_log, ScanOptions, ScanProgress, ScanReport, TornTail,
+    VerifyReport,
 };
 pub use segments::LogReader;
 pub use snapshot::{SnapshotError, SnapshotInfo, SnapshotStore, SnapshotWriter};

@@ -217,8 +217,22 @@ pub fn scan_log(
     visit: &mut dyn FnMut(EntryRef<'_>) -> Result<(), String>,
     progress: &mut dyn FnMut(&ScanProgress),
 ) -> Result<ScanReport, LogError> {
-    let started = Instant::now();
     let files = list_segments(dir)?;
+    scan_segment_files(dir, &files, options, visit, progress)
+}
+
+/// Like `scan_log`, over `files` only (a suffix of `list_segments(dir)`, in its order).
+/// `bourse-log salvage` uses it to read the segments after a snapshot without checking
+/// the older ones, whose damage it is there to leave behind.
+pub fn scan_segment_files(
+    dir: &Path,
+    files: &[SegmentFile],
+    options: &ScanOptions,
+    visit: &mut dyn FnMut(EntryRef<'_>) -> Result<(), String>,
+    progress: &mut dyn FnMut(&ScanProgress),
+) -> Result<ScanReport, LogError> {
+    assert!(files.windows(2).all(|w| w[0].first_index < w[1].first_index));
+    let started = Instant::now();
     let mut report = ScanReport { dir: dir.to_path_buf(), ..ScanReport::default() };
     if files.is_empty() {
         return Ok(report);
@@ -265,7 +279,7 @@ pub fn scan_log(
         report.segments.pop();
     }
     if report.last.is_none() {
-        rescan_last_unverified(&mut report, &files, &mut state, progress)?;
+        rescan_last_unverified(&mut report, files, &mut state, progress)?;
     }
     report.entries_read = state.progress.entries;
     report.bytes_read = state.progress.bytes_done;

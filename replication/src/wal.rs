@@ -18,6 +18,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -1087,6 +1088,7 @@ impl IoThread {
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(crate::fsutil::FILE_MODE)
             .open(&path)
             .map_err(|e| LogError::io("create segment", &path, e))?;
         let header = encode_segment_header(first_index);

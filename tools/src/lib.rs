@@ -2,5 +2,6 @@
 //! amounts (no floats anywhere), and the demo exchange's setup.
 
 pub mod demo;
+pub mod salvage;
 
 pub use bourse_engine::decimal as fixed;

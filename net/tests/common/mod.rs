@@ -144,11 +144,34 @@ impl Harness {
         Harness::new(GatewayConfig::default())
     }
 
-    /// Opens a connection and reads the logon challenge.
+    /// Opens a connection (from 127.0.0.1) and reads the logon challenge.
     pub fn connect(&mut self) -> Client {
+        self.connect_from([127, 0, 0, 1])
+    }
+
+    /// Tries to open a connection from `ip` (a fresh port each time): the gateway's answer.
+    pub fn try_connect_from(
+        &mut self,
+        ip: [u8; 4],
+    ) -> Result<ConnId, bourse_net::session::ConnectError> {
         self.nonces = self.nonces.wrapping_add(1);
         let nonce = [self.nonces; 32];
-        let conn = self.gw.on_connect(self.now_ns, nonce).unwrap();
+        let peer = std::net::SocketAddr::from((ip, 10_000 + self.nonces as u16));
+        self.gw.on_connect(self.now_ns, peer, nonce, &mut self.actions)
+    }
+
+    /// Opens a connection from `ip` and reads the logon challenge.
+    pub fn connect_from(&mut self, ip: [u8; 4]) -> Client {
+        self.try_client_from(ip).unwrap()
+    }
+
+    /// Like `connect_from`, or the gateway's refusal.
+    pub fn try_client_from(
+        &mut self,
+        ip: [u8; 4],
+    ) -> Result<Client, bourse_net::session::ConnectError> {
+        let conn = self.try_connect_from(ip)?;
+        let nonce = [self.nonces; 32];
         let mut client = Client {
             conn,
             nonce: [0; 32],
@@ -166,7 +189,7 @@ impl Harness {
             other => panic!("expected a challenge, got {other:?}"),
         }
         assert_eq!(client.nonce, nonce);
-        client
+        Ok(client)
     }
 
     pub fn logon_request(

@@ -45,6 +45,14 @@ const LISTENING: &str = "bourse: listening on ";
 /// cores, and two debug daemons at once make every timing in these tests meaningless.
 static ONE_DAEMON_TEST: Mutex<()> = Mutex::new(());
 
+/// A stderr line without its journald priority prefix (`<6>`, see `bourse_net::log`).
+pub fn without_priority(line: &str) -> &str {
+    match line.strip_prefix('<').and_then(|rest| rest.split_once('>')) {
+        Some((level, rest)) if level.len() == 1 && level.as_bytes()[0].is_ascii_digit() => rest,
+        _ => line,
+    }
+}
+
 /// Serialises the daemon tests of one binary; hold the guard for the whole test.
 pub fn exclusive() -> MutexGuard<'static, ()> {
     ONE_DAEMON_TEST.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -222,7 +230,7 @@ impl Daemon {
     /// does not.
     pub fn start(config: &Path) -> Daemon {
         let mut daemon = Daemon::launch(config);
-        let line = daemon.wait_for_line(TIMEOUT, |l| l.starts_with(LISTENING));
+        let line = daemon.wait_for_line(TIMEOUT, |l| without_priority(l).starts_with(LISTENING));
         let Some(line) = line else {
             let status = daemon.wait_exit(Duration::from_secs(5));
             panic!(
@@ -230,7 +238,8 @@ impl Daemon {
                 daemon.stderr_text()
             );
         };
-        let addr = line[LISTENING.len()..].trim().parse().expect("a socket address");
+        let addr =
+            without_priority(&line)[LISTENING.len()..].trim().parse().expect("a socket address");
         daemon.addr = Some(addr);
         daemon
     }

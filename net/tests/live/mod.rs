@@ -428,6 +428,21 @@ impl RawConn {
     /// connection instead (it does so over `connections_max`).
     pub fn try_connect(addr: SocketAddr) -> Option<RawConn> {
         let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect");
+        RawConn::challenged(stream)
+    }
+
+    /// `try_connect` from the local address `source` (any 127/8 address works on
+    /// Linux loopback), so a test can play clients from several IPs.
+    pub fn try_connect_from(source: std::net::IpAddr, addr: SocketAddr) -> Option<RawConn> {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("socket");
+        socket.bind(&SocketAddr::new(source, 0).into()).expect("bind the source address");
+        socket.connect_timeout(&addr.into(), TIMEOUT).expect("connect");
+        RawConn::challenged(socket.into())
+    }
+
+    /// Reads the logon challenge on a connected stream; `None` if the server closes it.
+    fn challenged(stream: TcpStream) -> Option<RawConn> {
         stream.set_nodelay(true).unwrap();
         let mut conn = RawConn {
             stream,

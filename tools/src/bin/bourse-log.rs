@@ -1,5 +1,7 @@
-//! bourse-log: inspect, verify and rebuild from a shard's log and snapshots. It only
-//! reads: no file is changed, a torn tail is reported but not cut.
+//! bourse-log: inspect, verify and rebuild from a shard's log and snapshots. Every
+//! command but `salvage` only reads: no file is changed, a torn tail is reported but not
+//! cut, and they work while a daemon runs on the data directory. `salvage` writes a new
+//! data directory and changes nothing in the old one (see `bourse_tools::salvage`).
 //!
 //! ```text
 //! bourse-log dump <dir> [--from I] [--to J]       entries, with decoded commands
@@ -7,7 +9,12 @@
 //! bourse-log snapshot <file>                      header, checksum, state hash (recomputed)
 //! bourse-log rebuild <dir> [--snapshot-dir D] [--to I]
 //!                                                 newest valid snapshot + log replay: index, state hash
+//! bourse-log salvage <data dir> --out <new dir>   newest good snapshot + the intact entries
+//!                                                 after it, as a new startable data directory
 //! ```
+//!
+//! Snapshots are the daemon's node snapshots (engine + report streams) or bare engine
+//! snapshots; log entries show their origin (API key id and request id) when they have one.
 //!
 //! Exit codes: 0 fine, 1 damage found or the operation failed, 2 bad usage.
 
@@ -18,17 +25,19 @@ use std::time::Instant;
 
 use bourse_engine::{Command, Exchange};
 use bourse_replication::scan::{list_segments, scan_log, verify_log, ScanOptions, ScanProgress};
-use bourse_replication::snapshot::{read_snapshot_file, read_snapshot_header, SnapshotStore};
+use bourse_replication::snapshot::{read_snapshot_file, read_snapshot_header};
 use bourse_replication::{
-    decode_command_payload, load_hard_state, CommandPayload, EntryRef, LogError,
+    decode_command_payload, decode_command_payload_origin, load_hard_state, CommandPayload,
+    EntryRef, LogError,
 };
+use bourse_tools::salvage::{decode_snapshot_state, newest_good_snapshot, salvage};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
     version = bourse_net::VERSION,
     name = "bourse-log",
-    about = "Inspect, verify and rebuild from a bourse shard log (read-only)"
+    about = "Inspect, verify and rebuild from a bourse shard log; salvage a damaged data dir"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -69,6 +78,16 @@ enum Cmd {
         #[arg(long)]
         to: Option<u64>,
     },
+    /// Write a new, startable data directory from the newest snapshot that verifies and
+    /// the intact log entries after it; print (and note in the new directory) what was
+    /// dropped. The old directory is not changed; a running daemon's (locked) is refused.
+    Salvage {
+        /// The damaged data directory (with `log/` and `snapshots/`).
+        data_dir: PathBuf,
+        /// The new data directory (must not exist or be empty).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Any failure the tool reports; the message is printed as is.
@@ -93,6 +112,18 @@ fn main() -> ExitCode {
         Cmd::Verify { dir } => verify(&dir),
         Cmd::Snapshot { file } => snapshot(&file),
         Cmd::Rebuild { dir, snapshot_dir, to } => rebuild(&dir, snapshot_dir.as_deref(), to),
+        Cmd::Salvage { data_dir, out } => match salvage(&data_dir, &out) {
+            Ok(done) => {
+                println!(
+                    "salvaged: point the daemon's storage.data_dir at {} (snapshot {}, log to {})",
+                    out.display(),
+                    done.snapshot_index,
+                    done.last_index
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(message) => Err(Failure(format!("salvage: {message}"))),
+        },
     };
     match result {
         Ok(code) => code,
@@ -115,11 +146,18 @@ fn print_progress(p: &ScanProgress) {
 const STOP: &str = "bourse-log: range done";
 
 fn describe_payload(payload: &[u8]) -> String {
-    match decode_command_payload(payload) {
-        Ok(CommandPayload::NoOp) => "no-op".to_string(),
-        Ok(CommandPayload::Command { time_ns, command_bytes }) => {
+    match decode_command_payload_origin(payload) {
+        Ok((CommandPayload::NoOp, _)) => "no-op".to_string(),
+        Ok((CommandPayload::Command { time_ns, command_bytes }, origin)) => {
+            // Stream 0 is the server's own command (bootstrap, expiry); no origin is an
+            // entry written before origins were recorded.
+            let origin = match origin {
+                Some(o) if o.stream != 0 => format!("key={} request={}", o.stream, o.request_id),
+                Some(_) => "key=server".to_string(),
+                None => "key=unrecorded".to_string(),
+            };
             match Command::decode(command_bytes) {
-                Ok(command) => format!("time_ns={time_ns} {command:?}"),
+                Ok(command) => format!("time_ns={time_ns} {origin} {command:?}"),
                 Err(e) => {
                     format!("not a command ({e}): {}", hex(&payload[..payload.len().min(32)]))
                 }
@@ -247,9 +285,14 @@ fn snapshot(file: &Path) -> Result<ExitCode, Failure> {
         }
     };
     println!("crc          ok (0x{:08x})", loaded.info.body_crc);
-    let exchange = Exchange::decode_snapshot(&loaded.payload).map_err(|e| {
-        Failure(format!("{}: the payload is not an engine snapshot: {e}", file.display()))
-    })?;
+    let (exchange, streams) = decode_snapshot_state(&loaded.payload)
+        .map_err(|e| Failure(format!("{}: the payload: {e}", file.display())))?;
+    match streams {
+        Some(bytes) => {
+            println!("kind         node snapshot (engine + {bytes} bytes of report streams)")
+        }
+        None => println!("kind         engine snapshot"),
+    }
     let computed = exchange.state_hash();
     let matches = computed == header.state_hash;
     println!(
@@ -266,28 +309,8 @@ fn snapshot(file: &Path) -> Result<ExitCode, Failure> {
 
 /// Loads the newest valid snapshot at or below `to`, reporting damaged ones.
 fn load_snapshot(dir: &Path, to: u64) -> Result<Option<(Exchange, u64, PathBuf)>, Failure> {
-    let store = SnapshotStore::inspect(dir);
-    let listed = store.list().map_err(|e| Failure(e.to_string()))?;
-    for candidate in listed.iter().rev().filter(|s| s.index <= to) {
-        let loaded = match read_snapshot_file(&candidate.path) {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                eprintln!("bourse-log: skipping damaged snapshot: {e}");
-                continue;
-            }
-        };
-        let exchange = Exchange::decode_snapshot(&loaded.payload).map_err(|e| {
-            Failure(format!("{}: not an engine snapshot: {e}", candidate.path.display()))
-        })?;
-        if exchange.state_hash() != loaded.info.state_hash {
-            return Err(Failure(format!(
-                "{}: state hash differs from its header",
-                candidate.path.display()
-            )));
-        }
-        return Ok(Some((exchange, loaded.info.index, candidate.path.clone())));
-    }
-    Ok(None)
+    let found = newest_good_snapshot(dir, to).map_err(Failure)?;
+    Ok(found.map(|(loaded, exchange)| (exchange, loaded.info.index, loaded.info.path)))
 }
 
 fn rebuild(dir: &Path, snapshot_dir: Option<&Path>, to: Option<u64>) -> Result<ExitCode, Failure> {
