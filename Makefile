@@ -59,20 +59,45 @@ load:
 	$(CARGO) build --release -p bourse-net -p bourse-perf
 	./target/release/bourse-load --spawn-server target/release/bourse --spawn-echo target/release/tcp-echo --rate 100000 --json perf/results/bourse-load-open-100000.json
 
-## install: binaries, systemd units and a starting config (kept if present). Then:
+## install: binaries, systemd units and a starting config (kept if present), then the
+## README's "Operators" walkthrough: add an admin key (`bourse keygen`), check the config,
 ##   systemctl daemon-reload && systemctl enable --now bourse-tune bourse
+## The system user and group come first, so the config can be root:bourse 0640 (it holds
+## key secrets; the daemon runs as bourse). Into a DESTDIR (a staging tree) no user is
+## created. PROFILE/BIN_DIR/BINS install already-built binaries (the install test uses
+## the debug build); BOURSE_GROUP names the group that may read the config.
 DESTDIR ?=
-install: release
-	install -D -m 0755 target/release/bourse $(DESTDIR)/usr/local/bin/bourse
-	install -D -m 0755 target/release/bourse-cli $(DESTDIR)/usr/local/bin/bourse-cli
-	install -D -m 0755 target/release/bourse-log $(DESTDIR)/usr/local/bin/bourse-log
+PROFILE ?= release
+BIN_DIR ?= target/$(PROFILE)
+BINS ?= bourse bourse-cli bourse-log
+BOURSE_USER ?= bourse
+BOURSE_GROUP ?= bourse
+# Ownership needs root; an unprivileged staging install keeps the installer's.
+OWNER = $(if $(filter 0,$(shell id -u)),-o root -g $(BOURSE_GROUP))
+install: $(if $(filter release,$(PROFILE)),release)
+	if [ -z "$(DESTDIR)" ]; then \
+		getent group $(BOURSE_GROUP) >/dev/null || groupadd --system $(BOURSE_GROUP); \
+		getent passwd $(BOURSE_USER) >/dev/null || useradd --system --gid $(BOURSE_GROUP) \
+			--home-dir /var/lib/bourse --no-create-home --shell /usr/sbin/nologin $(BOURSE_USER); \
+	fi
+	for bin in $(BINS); do install -D -m 0755 $(BIN_DIR)/$$bin $(DESTDIR)/usr/local/bin/$$bin || exit 1; done
 	install -D -m 0755 systemd/tune.sh $(DESTDIR)/usr/local/lib/bourse/tune.sh
 	install -D -m 0644 systemd/bourse.service $(DESTDIR)/etc/systemd/system/bourse.service
 	install -D -m 0644 systemd/bourse-tune.service $(DESTDIR)/etc/systemd/system/bourse-tune.service
 	install -D -m 0644 README.md $(DESTDIR)/usr/local/share/doc/bourse/README.md
-	test -e $(DESTDIR)/etc/bourse/bourse.toml || install -D -m 0640 systemd/bourse.toml $(DESTDIR)/etc/bourse/bourse.toml
-	if [ -z "$(DESTDIR)" ] && ! getent passwd bourse >/dev/null; then \
-		useradd --system --home-dir /var/lib/bourse --shell /usr/sbin/nologin bourse; fi
+	install -d -m 0750 $(OWNER) $(DESTDIR)/etc/bourse
+	if [ -e $(DESTDIR)/etc/bourse/bourse.toml ]; then \
+		echo "keeping the existing $(DESTDIR)/etc/bourse/bourse.toml"; \
+		if [ -n "$(OWNER)" ] && [ "$$(stat -c %G $(DESTDIR)/etc/bourse/bourse.toml)" = root ]; then \
+			echo "  (its group becomes $(BOURSE_GROUP), so the daemon can read it)"; \
+			chgrp $(BOURSE_GROUP) $(DESTDIR)/etc/bourse/bourse.toml; \
+		fi; \
+	else \
+		install -m 0640 $(OWNER) systemd/bourse.toml $(DESTDIR)/etc/bourse/bourse.toml; \
+	fi
+	@echo "installed. Next: add an admin key (bourse keygen --role admin >> $(DESTDIR)/etc/bourse/bourse.toml),"
+	@echo "check it (bourse --config /etc/bourse/bourse.toml --check-config), then:"
+	@echo "  systemctl daemon-reload && systemctl enable --now bourse-tune bourse"
 
 clean:
 	$(CARGO) clean

@@ -68,6 +68,10 @@ pub struct ServerSection {
     /// development VM, with the load generator sharing the CPUs, five alternating
     /// bourse-load runs gave median order-to-ack p99 915 us (spin) vs 1585 us (yield).
     pub shard_idle: ShardIdle,
+    /// Lock all memory (`mlockall`, pages locked as first touched) so the hot path never
+    /// faults on a swapped-out page. Needs an unlimited locked-memory limit
+    /// (LimitMEMLOCK=infinity); the daemon refuses to start if locking fails.
+    pub lock_memory: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -88,6 +92,7 @@ impl Default for ServerSection {
             ring_entries: 1 << 16,
             shard_idle_spin_us: 50,
             shard_idle: ShardIdle::Spin,
+            lock_memory: false,
         }
     }
 }

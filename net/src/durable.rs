@@ -306,6 +306,7 @@ pub fn recover(
     let mut actions = Vec::new();
     let mut restored = false;
     let mut replayed = 0u64;
+    let mut progress = crate::notify::RecoveryProgress::new();
     // Both callbacks rebuild the same pair, one after the other.
     let state = std::cell::RefCell::new((engine, gateway));
     let node = bourse_replication::recover_node(
@@ -339,6 +340,7 @@ pub fn recover(
             actions.clear();
             gateway.on_events(replay_origin(origin), &events, time_ns, &mut actions);
             replayed += 1;
+            let _extended = progress.on_entry();
             Ok(())
         },
     )

@@ -25,6 +25,12 @@
 //!
 //! See net/README.md for the protocol rules (sessions, resume, limits, errors).
 
+/// `--version` of every binary in the workspace: the crate version and the git commit it
+/// was built from (`net/build.rs`; "unknown" when built without git).
+pub const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BOURSE_COMMIT"), ")");
+
+pub mod affinity;
 pub mod audit;
 pub mod auth;
 pub mod client;
@@ -38,7 +44,9 @@ pub mod frame;
 pub mod fuzzing;
 pub mod journal;
 pub mod log;
+pub mod notify;
 pub mod port;
+pub mod preflight;
 pub mod protocol;
 pub mod ratelimit;
 pub mod server;

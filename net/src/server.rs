@@ -423,9 +423,11 @@ pub fn pin_current(what: &str, cpu: usize, pin: bool) {
     if !pin {
         return;
     }
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
-    match cores.iter().find(|c| c.id == cpu) {
-        Some(core) if core_affinity::set_for_current(*core) => {
+    // Not `core_affinity::get_core_ids()`: that is this thread's mask, which
+    // `affinity::keep_off` has narrowed.
+    let core = core_affinity::CoreId { id: cpu };
+    match crate::affinity::may_use(cpu).then_some(core) {
+        Some(core) if core_affinity::set_for_current(core) => {
             eprintln!("bourse: {what} pinned to cpu {cpu}");
         }
         _ => eprintln!("bourse: {what}: cpu {cpu} is not available here; not pinned"),
@@ -600,12 +602,21 @@ impl Drop for BackgroundServer {
 }
 
 fn cpu_exists(cpu: usize) -> bool {
-    core_affinity::get_core_ids().unwrap_or_default().iter().any(|c| c.id == cpu)
+    crate::affinity::may_use(cpu)
 }
 
 /// Runs the server the config describes until `stop` is set: memory only, or durable
 /// in `storage.data_dir`. SIGUSR1 asks for a snapshot.
 pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<ServerReport, ServerError> {
+    if config.server.pin {
+        // Before any thread starts: they inherit this mask (see `affinity`).
+        match crate::affinity::keep_off(config.server.shard_core) {
+            Ok(()) => {
+                eprintln!("bourse: unpinned threads kept off cpu {}", config.server.shard_core)
+            }
+            Err(why) => eprintln!("bourse: unpinned threads may share the shard core: {why}"),
+        }
+    }
     match &config.storage.data_dir {
         None => run_with(config, Start::memory(config)?, stop, |_| {}),
         Some(dir) => {
@@ -772,6 +783,9 @@ async fn net_main(core: Rc<NetCore>, listener: TcpListener, stop: Arc<AtomicBool
     if core.bootstrap_left.get() > 0 {
         core.bootstrap_done.wait().await;
         eprintln!("bourse: bootstrap applied; accepting connections");
+    }
+    if let Ok(local) = listener.local_addr() {
+        crate::notify::ready(local);
     }
     loop {
         monoio::select! {
@@ -951,8 +965,11 @@ async fn yield_now() {
 }
 
 async fn tick_task(core: Rc<NetCore>, stop: Arc<AtomicBool>) {
+    // Fed here, on the net core, so a net core that stops turning starves it.
+    let mut watchdog = crate::notify::Watchdog::from_env();
     loop {
         monoio::time::sleep(TICK).await;
+        watchdog.tick();
         {
             let mut actions = core.actions.borrow_mut();
             core.gateway.borrow_mut().on_tick(now_ns(), &mut actions);
@@ -968,6 +985,7 @@ async fn tick_task(core: Rc<NetCore>, stop: Arc<AtomicBool>) {
         }
         if stop.load(Ordering::Relaxed) && !core.stopping.get() {
             core.stopping.set(true);
+            crate::notify::stopping("signal received; logging out clients and flushing the log");
             core.stop.notify();
         }
         if let Some(why) = core.snapshot_failure() {

@@ -362,8 +362,11 @@ fn a_read_only_data_dir_is_refused_at_start() {
     daemon.terminate();
     mount.remount("ro");
     let (status, stderr) = expect_refusal(&config);
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("LOCK") && stderr.contains("Read-only file system"), "{stderr}");
+    // Refused by the start-up check of the data directory (net/src/preflight.rs), before
+    // the lock is tried: a configuration the daemon cannot run, exit 2.
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("storage.data_dir"), "{stderr}");
+    assert!(stderr.contains("Read-only file system"), "{stderr}");
 }
 
 #[test]

@@ -336,6 +336,65 @@ fn a_bad_key_or_no_server_is_a_clear_error() {
     assert!(run.stderr.contains(&expected), "{run}");
 }
 
+/// `bourse-cli` with extra environment variables (and none inherited of its own).
+fn run_cli_env(addr: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
+    let mut command = cli_command(addr, args);
+    command.env_remove("BOURSE_SECRET").envs(env.iter().copied());
+    let output = command.output().expect("bourse-cli runs");
+    Run {
+        code: output.status.code().expect("exited, not killed"),
+        stdout: String::from_utf8(output.stdout).expect("utf-8"),
+        stderr: String::from_utf8(output.stderr).expect("utf-8"),
+    }
+}
+
+#[test]
+fn secrets_come_from_a_file_or_the_environment() {
+    let server = LiveServer::demo();
+    let addr = server.addr.to_string();
+    let dir = std::env::temp_dir().join(format!("bourse-cli-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good");
+    let wrong = dir.join("wrong");
+    std::fs::write(&good, format!("{}\n", hex::encode(bourse_net::client::demo_secret(BOB))))
+        .unwrap();
+    std::fs::write(&wrong, "00".repeat(32)).unwrap();
+    let good_path = good.to_str().unwrap();
+    let wrong_path = wrong.to_str().unwrap();
+
+    let run = run_cli_env(&addr, &[], &["--key", "300", "--secret-file", good_path, "balances"]);
+    assert_eq!(run.code, 0, "{run}");
+    // The file is what is used: a wrong one is refused by the exchange.
+    let run = run_cli_env(&addr, &[], &["--key", "300", "--secret-file", wrong_path, "balances"]);
+    assert_eq!(run.code, 3, "{run}");
+    assert!(run.stderr.contains("signature does not match"), "{run}");
+    // So is the environment, when no flag names a secret.
+    let zeros = "00".repeat(32);
+    let env = [("BOURSE_SECRET", zeros.as_str())];
+    let run = run_cli_env(&addr, &env, &["--key", "300", "balances"]);
+    assert_eq!(run.code, 3, "{run}");
+    assert!(run.stderr.contains("signature does not match"), "{run}");
+    // A flag wins over the environment.
+    let run = run_cli_env(&addr, &env, &["--key", "300", "--secret-file", good_path, "balances"]);
+    assert_eq!(run.code, 0, "{run}");
+    // A file that cannot be read is bad input; nothing is sent.
+    let missing = dir.join("missing");
+    let args = ["--key", "300", "--secret-file", missing.to_str().unwrap(), "balances"];
+    let run = run_cli_env(&addr, &[], &args);
+    assert_eq!(run.code, 2, "{run}");
+    assert!(run.stderr.contains("--secret-file") && run.stderr.contains("cannot read"), "{run}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    drop(server.stop());
+}
+
+#[test]
+fn version_names_the_commit() {
+    let run = run_cli_env("127.0.0.1:1", &[], &["--version"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(run.stdout.trim(), format!("bourse-cli {}", bourse_net::VERSION), "{run}");
+    assert!(bourse_net::VERSION.contains("(commit "), "{}", bourse_net::VERSION);
+}
+
 /// A running `bourse-cli tail`, its stdout lines arriving on a channel.
 struct Tail {
     child: Child,

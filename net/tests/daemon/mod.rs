@@ -191,9 +191,15 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `bourse --config <config>` and returns without waiting for anything.
     pub fn launch(config: &Path) -> Daemon {
+        Daemon::launch_env(config, &[])
+    }
+
+    /// Like `launch`, with extra environment variables (e.g. systemd's NOTIFY_SOCKET).
+    pub fn launch_env(config: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_bourse"))
             .arg("--config")
             .arg(config)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -47,6 +47,7 @@ const WARMUP_S_MAX: f64 = 600.0;
 
 #[derive(Parser, Debug)]
 #[command(
+    version = bourse_net::VERSION,
     name = "bourse-load",
     about = "Market-maker load on a bourse server, with a TCP echo baseline"
 )]

@@ -42,7 +42,11 @@ const TARGET_P99_NS: u64 = 2_000;
 const TARGET_P9999_NS: u64 = 20_000;
 
 #[derive(Parser, Debug)]
-#[command(name = "engine-bench", about = "Exchange::apply on exchange-core's order mix")]
+#[command(
+    version = bourse_net::VERSION,
+    name = "engine-bench",
+    about = "Exchange::apply on exchange-core's order mix"
+)]
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,

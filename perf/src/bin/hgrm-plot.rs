@@ -14,7 +14,11 @@ use bourse_perf::report::wrote;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "hgrm-plot", about = "SVG percentile plot of .hgrm files")]
+#[command(
+    version = bourse_net::VERSION,
+    name = "hgrm-plot",
+    about = "SVG percentile plot of .hgrm files"
+)]
 struct Cli {
     /// Where to write the SVG.
     #[arg(long)]

@@ -51,6 +51,7 @@ const TARGET_RATIO: f64 = 0.95;
 
 #[derive(Parser, Debug)]
 #[command(
+    version = bourse_net::VERSION,
     name = "ledger-bench",
     about = "Transfer throughput: one hot account vs uniformly random accounts"
 )]

@@ -22,7 +22,11 @@ const STEPS_PER_OP: u32 = 64;
 const CHUNK_OPS_MAX: usize = 1 << 20;
 
 #[derive(Parser, Debug)]
-#[command(name = "noise-floor", about = "The driver on fixed work: the machine's own latency tail")]
+#[command(
+    version = bourse_net::VERSION,
+    name = "noise-floor",
+    about = "The driver on fixed work: the machine's own latency tail"
+)]
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,

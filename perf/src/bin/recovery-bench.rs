@@ -63,6 +63,7 @@ const DROP_CACHES: &str = "/proc/sys/vm/drop_caches";
 
 #[derive(Parser, Debug)]
 #[command(
+    version = bourse_net::VERSION,
     name = "recovery-bench",
     about = "Recovery time of a command log, with and without a snapshot"
 )]

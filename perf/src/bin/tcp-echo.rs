@@ -15,7 +15,11 @@ use bourse_perf::load::echo_server;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "tcp-echo", about = "TCP echo server: the round-trip baseline for bourse-load")]
+#[command(
+    version = bourse_net::VERSION,
+    name = "tcp-echo",
+    about = "TCP echo server: the round-trip baseline for bourse-load"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

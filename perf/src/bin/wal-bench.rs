@@ -95,7 +95,11 @@ fn parse_entry_size(text: &str) -> Result<EntrySize, String> {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "wal-bench", about = "WAL disk mode (group commit) against the raw fsync rate")]
+#[command(
+    version = bourse_net::VERSION,
+    name = "wal-bench",
+    about = "WAL disk mode (group commit) against the raw fsync rate"
+)]
 struct Cli {
     /// Parent of the scratch directory: put it on the disk to measure [default: the
     /// system temp dir].

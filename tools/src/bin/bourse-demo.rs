@@ -98,6 +98,11 @@ impl Names {
 }
 
 fn main() {
+    // The demo takes no arguments; `--version` is the one every bourse binary answers.
+    if std::env::args().nth(1).as_deref() == Some("--version") {
+        println!("bourse-demo {}", bourse_net::VERSION);
+        return;
+    }
     let mut exchange =
         Exchange::new(Config { fee_account: demo::FEE_ACCOUNT, ..Config::default() })
             .expect("default limits are valid");

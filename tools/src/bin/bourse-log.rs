@@ -35,6 +35,7 @@ use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
+    version = bourse_net::VERSION,
     name = "bourse-log",
     about = "Inspect, verify and rebuild from a bourse shard log; salvage a damaged data dir"
 )]

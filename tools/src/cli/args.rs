@@ -4,10 +4,15 @@
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
+use super::CliError;
+
 /// The demo's trader key (alice), used when `--key` is not given.
 pub const DEFAULT_TRADER_KEY: u64 = 200;
 /// The demo's admin key, used by `admin` commands when `--key` is not given.
 pub const DEFAULT_ADMIN_KEY: u64 = 1;
+/// The environment variable a secret is read from when neither --secret nor --secret-file
+/// is given.
+pub const SECRET_ENV: &str = "BOURSE_SECRET";
 /// The longest `--timeout`, in seconds.
 pub const TIMEOUT_SECS_MAX: u64 = 3600;
 /// Levels a side `book` shows by default.
@@ -16,7 +21,7 @@ pub const BOOK_DEPTH_DEFAULT: u16 = 10;
 #[derive(Parser, Debug)]
 #[command(
     name = "bourse-cli",
-    version,
+    version = bourse_net::VERSION,
     about = "Trade on and administer a running bourse exchange",
     after_help = "Exit status: 0 done; 1 refused by the exchange; 2 bad input (nothing sent); \
                   3 cannot reach the exchange or log on."
@@ -28,9 +33,14 @@ pub struct Cli {
     /// API key id [default: 200 (demo alice); 1 (demo admin) for `admin` commands].
     #[arg(long, global = true)]
     pub key: Option<u64>,
-    /// The key's secret as 64 hex digits [default: the demo secret of --key].
+    /// The key's secret as 64 hex digits (visible to other users in the process list:
+    /// prefer --secret-file or BOURSE_SECRET) [default: the demo secret of --key].
     #[arg(long, global = true, value_name = "HEX")]
     pub secret: Option<String>,
+    /// A file holding the key's secret (64 hex digits; surrounding whitespace ignored).
+    /// Without --secret and --secret-file, the environment variable BOURSE_SECRET is used.
+    #[arg(long, global = true, value_name = "PATH", conflicts_with = "secret")]
+    pub secret_file: Option<std::path::PathBuf>,
     /// Seconds to wait for the exchange to answer (1..=3600).
     #[arg(long, global = true, default_value_t = 10, value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(1..=TIMEOUT_SECS_MAX))]
@@ -255,6 +265,27 @@ impl Cli {
             (Some(key), _) => key,
             (None, Cmd::Admin(_)) => DEFAULT_ADMIN_KEY,
             (None, _) => DEFAULT_TRADER_KEY,
+        }
+    }
+
+    /// The secret's hex text, from --secret, --secret-file or `BOURSE_SECRET` (in that
+    /// order); `None` means the demo secret of the key.
+    pub fn secret_hex(&self) -> Result<Option<String>, CliError> {
+        if let Some(text) = &self.secret {
+            return Ok(Some(text.clone()));
+        }
+        if let Some(path) = &self.secret_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CliError::Input(format!("--secret-file {}: cannot read it: {e}", path.display()))
+            })?;
+            return Ok(Some(text.trim().to_string()));
+        }
+        match std::env::var(SECRET_ENV) {
+            Ok(text) if !text.trim().is_empty() => Ok(Some(text.trim().to_string())),
+            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                Err(CliError::Input(format!("{SECRET_ENV} is not text; give 64 hex digits")))
+            }
         }
     }
 }

@@ -19,7 +19,7 @@ pub fn run(cli: &Cli) -> Result<(), CliError> {
     let target = Target {
         addr: cli.addr.clone(),
         key: cli.key_id(),
-        secret_hex: cli.secret.clone(),
+        secret_hex: cli.secret_hex()?,
         timeout: Duration::from_secs(cli.timeout.max(1)),
     };
     let mut conn = Conn::open(&target)?;

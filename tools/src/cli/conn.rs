@@ -47,11 +47,14 @@ impl Exchanged {
 
 fn parse_secret(hex_text: &str) -> Result<[u8; SECRET_BYTES], CliError> {
     let bytes = hex::decode(hex_text.trim()).map_err(|e| {
-        CliError::Input(format!("--secret is not hex ({e}); give {SECRET_BYTES} bytes as hex"))
+        CliError::Input(format!(
+            "the secret (--secret, --secret-file or BOURSE_SECRET) is not hex ({e}); \
+             give {SECRET_BYTES} bytes as hex"
+        ))
     })?;
     bytes.try_into().map_err(|b: Vec<u8>| {
         CliError::Input(format!(
-            "--secret has {} bytes; a key secret has {SECRET_BYTES} ({} hex digits)",
+            "the secret (--secret, --secret-file or BOURSE_SECRET) has {} bytes; a key secret has {SECRET_BYTES} ({} hex digits)",
             b.len(),
             SECRET_BYTES * 2
         ))
@@ -82,7 +85,7 @@ fn connect_error(target: &Target, error: ClientError) -> CliError {
         ClientError::LogonRejected { reason, .. } => {
             let hint = match reason {
                 SessionReason::UnknownKey | SessionReason::BadSignature => {
-                    " — check --key and --secret"
+                    " — check --key and --secret (or --secret-file, BOURSE_SECRET)"
                 }
                 _ => "",
             };

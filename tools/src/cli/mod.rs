@@ -1,7 +1,8 @@
 //! `bourse-cli`: trade on and administer a running bourse exchange from a shell.
 //!
 //! Every command logs on (`--key`, default 200 = the demo's alice; admin commands default
-//! to key 1), fetches the exchange's reference data (assets and markets, so that prices
+//! to key 1; the secret from `--secret`, `--secret-file` or `BOURSE_SECRET`, else the
+//! demo secret of the key), fetches the exchange's reference data (assets and markets, so that prices
 //! and quantities are read and shown as exact decimals), sends its request and waits for
 //! the outcome, which it prints in words. Requests are followed by a `ReferenceQuery` in
 //! the same write: the exchange answers queries in order with the commands, so when that
