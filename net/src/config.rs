@@ -68,6 +68,10 @@ pub struct ServerSection {
     /// development VM, with the load generator sharing the CPUs, five alternating
     /// bourse-load runs gave median order-to-ack p99 915 us (spin) vs 1585 us (yield).
     pub shard_idle: ShardIdle,
+    /// `[server.tls]`: TLS on the client port, from PEM certificate and key files.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// Where the client port may run without TLS: "loopback" (the default) or "allow".
+    pub plaintext: crate::tls::Plaintext,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -88,6 +92,8 @@ impl Default for ServerSection {
             ring_entries: 1 << 16,
             shard_idle_spin_us: 50,
             shard_idle: ShardIdle::Spin,
+            tls: None,
+            plaintext: crate::tls::Plaintext::Loopback,
         }
     }
 }
@@ -262,6 +268,11 @@ impl FileConfig {
         let gateway = self.gateway.resolve()?;
         if self.server.ring_entries < 1024 || self.server.ring_entries > 1 << 24 {
             return Err(err("server.ring_entries must be in 1024..=16777216"));
+        }
+        match &self.server.tls {
+            Some(files) => drop(crate::tls::server_config(files).map_err(err)?),
+            None => crate::tls::check_plaintext(self.server.listen, self.server.plaintext)
+                .map_err(err)?,
         }
         if self.storage.snapshots_keep == 0 {
             return Err(err("storage.snapshots_keep must be at least 1"));
