@@ -587,6 +587,11 @@ pub fn run_with<L: CommandLog + Send + 'static>(
     stop: Arc<AtomicBool>,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<ServerReport, ServerError> {
+    // Checked here too: `--listen` and programmatic configs bypass the file's check.
+    if config.server.tls.is_none() {
+        crate::tls::check_plaintext(config.server.listen, config.server.plaintext)
+            .map_err(|e| ServerError::Config(format!("config: {e}")))?;
+    }
     let listener = TcpListener::bind(config.server.listen)
         .map_err(|source| ServerError::Listen { addr: config.server.listen, source })?;
     let local = listener.local_addr().map_err(ServerError::Runtime)?;

@@ -306,6 +306,13 @@ impl TlsReadHalf {
             let mut conn = self.conn.borrow_mut();
             let mut pending = &self.net[self.pos..];
             let taken = conn.read_tls(&mut pending)?;
+            if taken == 0 {
+                // rustls takes nothing only when its buffers are full: never loop on it.
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "TLS: the peer's records overflow the receive buffer",
+                ));
+            }
             self.pos += taken;
             conn.process_new_packets().map_err(tls_error)?;
             return Ok(true);

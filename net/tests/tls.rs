@@ -193,6 +193,15 @@ fn plaintext_listens_only_on_loopback_unless_the_operator_allows_it() {
     assert!(err.contains("not a loopback address") && err.contains("[server.tls]"), "{err}");
     Config::from_toml(&config_text("listen = \"0.0.0.0:7400\"\nplaintext = \"allow\"")).unwrap();
     Config::from_toml(&config_text("listen = \"127.0.0.1:7400\"")).unwrap();
+    // The server checks it too (`bourse --listen` overrides the file's address).
+    let open = demo_config(|c| c.server.listen = "0.0.0.0:0".parse().unwrap());
+    match BackgroundServer::start(open) {
+        Err(bourse_net::server::ServerError::Config(e)) => {
+            assert!(e.contains("server.plaintext"), "{e}")
+        }
+        Err(e) => panic!("refused for the wrong reason: {e}"),
+        Ok(_) => panic!("a plaintext server on 0.0.0.0 must not start"),
+    }
 
     let certs = Certs::new();
     let with_tls = |cert: &Path, key: &Path| {
@@ -213,4 +222,100 @@ fn plaintext_listens_only_on_loopback_unless_the_operator_allows_it() {
     let err =
         Config::from_toml(&with_tls(&certs.files.cert_file, &other.files.key_file)).unwrap_err().0;
     assert!(err.contains("does not fit"), "{err}");
+}
+
+/// The demo config as a file, listening on every address with `[server.tls]` (or
+/// without, to be refused).
+fn daemon_config(certs: &Certs, tls: bool) -> PathBuf {
+    let mut text = bourse_net::config::DEMO_TOML.to_string();
+    let server = "[server]\n";
+    let at = text.find(server).expect("the demo config has a [server] table");
+    text.insert_str(
+        at + server.len(),
+        "listen = \"0.0.0.0:0\"\npin = false\nring_entries = 4096\n",
+    );
+    // Any later `listen`/`pin`/`ring_entries` of the demo's [server] would clash: drop them.
+    let mut in_server = false;
+    let mut seen = std::collections::HashSet::new();
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('[') {
+            in_server = line.trim() == "[server]";
+        }
+        let key = line.split('=').next().unwrap_or("").trim().to_string();
+        if in_server
+            && ["listen", "pin", "ring_entries"].contains(&key.as_str())
+            && !seen.insert(key)
+        {
+            continue;
+        }
+        lines.push(line.to_string());
+    }
+    let mut text = lines.join("\n");
+    if tls {
+        text.push_str(&format!(
+            "\n[server.tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+            certs.files.cert_file.display().to_string(),
+            certs.files.key_file.display().to_string()
+        ));
+    }
+    let path = certs.dir.path().join(if tls { "tls.toml" } else { "plain.toml" });
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The real daemon binary: on 0.0.0.0 with TLS it serves a TLS session; without TLS it
+/// refuses to start, and `--check-config` says why.
+#[test]
+fn the_daemon_serves_tls_on_every_address_and_refuses_plaintext_there() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let certs = Certs::new();
+
+    let plain = daemon_config(&certs, false);
+    let out = Command::new(env!("CARGO_BIN_EXE_bourse"))
+        .arg("--config")
+        .arg(&plain)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "plaintext on 0.0.0.0 is refused: {stderr}");
+    assert!(stderr.contains("server.plaintext = \"allow\""), "{stderr}");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bourse"))
+        .arg("--config")
+        .arg(daemon_config(&certs, true))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed on every path out of this test, panics included.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stderr = child.stderr.take().unwrap();
+    let _child = Kill(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("bourse: listening on ") {
+                let _ = tx.send(addr.trim().parse::<std::net::SocketAddr>().unwrap());
+            }
+        }
+    });
+    let listening = rx.recv_timeout(TIMEOUT).expect("the daemon listens");
+    assert!(listening.ip().is_unspecified(), "{listening}");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], listening.port()));
+    let tls = certs.client("localhost");
+    let mut alice =
+        BlockingClient::connect_with(addr, LogonOptions::demo(ALICE), TIMEOUT, Some(&tls))
+            .expect("logon over TLS to the daemon");
+    let accepted = place(&mut alice, &limit_order(BTC_USDT, Side::Buy, 40_000_000_000, 10_000, 9));
+    assert_eq!(accepted.client_order_id, 9);
 }
