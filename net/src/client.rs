@@ -291,7 +291,7 @@ pub struct Established {
 
 /// A blocking client over `std::net::TcpStream`.
 pub struct BlockingClient {
-    stream: TcpStream,
+    stream: crate::tls::BlockingStream,
     codec: ClientCodec,
     out: Vec<u8>,
     inbox: std::collections::VecDeque<(Seq, Incoming)>,
@@ -314,8 +314,20 @@ impl BlockingClient {
         options: LogonOptions,
         timeout: Duration,
     ) -> Result<BlockingClient, ClientError> {
+        BlockingClient::connect_with(addr, options, timeout, None)
+    }
+
+    /// [`BlockingClient::connect`], over TLS when `tls` is given (the handshake, then the
+    /// HMAC logon inside it).
+    pub fn connect_with(
+        addr: SocketAddr,
+        options: LogonOptions,
+        timeout: Duration,
+        tls: Option<&crate::tls::ClientTls>,
+    ) -> Result<BlockingClient, ClientError> {
         let stream = TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_nodelay(true)?;
+        let stream = crate::tls::BlockingStream::open(stream, tls, timeout)?;
         let mut client = BlockingClient {
             stream,
             codec: ClientCodec::new(),
@@ -369,7 +381,7 @@ impl BlockingClient {
             if left.is_zero() {
                 return Err(ClientError::Timeout);
             }
-            self.stream.set_read_timeout(Some(left))?;
+            self.stream.tcp().set_read_timeout(Some(left))?;
             let buf = self.codec.writable();
             let n = match self.stream.read(buf) {
                 Ok(0) => return Err(ClientError::Closed),

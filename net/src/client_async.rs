@@ -26,12 +26,13 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
+use monoio::io::Splitable;
 use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
 use monoio::net::TcpStream;
 
 use crate::client::{ClientCodec, ClientError, Established, Incoming, LogonOptions};
 use crate::protocol::{ClientRequest, LogonAck, RequestId, Seq, ServerMessage};
+use crate::tls::{ReadBytes, WriteBytes};
 
 /// Bytes one socket read takes at most.
 pub const READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -114,9 +115,30 @@ impl RequestBatch {
     }
 }
 
+/// The sending side of a connection: plain TCP, or TLS over it.
+enum WriteHalf {
+    Plain(TcpOwnedWriteHalf),
+    Tls(crate::tls::TlsWriteHalf),
+}
+
+/// The receiving side of a connection: plain TCP, or TLS over it.
+enum ReadHalf {
+    Plain(TcpOwnedReadHalf),
+    Tls(crate::tls::TlsReadHalf),
+}
+
+impl ReadHalf {
+    async fn read(&mut self, buf: Vec<u8>) -> monoio::BufResult<usize, Vec<u8>> {
+        match self {
+            ReadHalf::Plain(half) => half.read_bytes(buf).await,
+            ReadHalf::Tls(half) => half.read_bytes(buf).await,
+        }
+    }
+}
+
 /// The write half of a connection.
 pub struct FrameWriter {
-    half: TcpOwnedWriteHalf,
+    half: WriteHalf,
 }
 
 impl std::fmt::Debug for FrameWriter {
@@ -129,14 +151,21 @@ impl FrameWriter {
     /// Writes all of `bytes` (one io_uring send; more only after a short write) and
     /// returns the buffer, cleared, for reuse.
     pub async fn write_all(&mut self, bytes: Vec<u8>) -> (Result<(), ClientError>, Vec<u8>) {
-        let (result, mut bytes) = self.half.write_all(bytes).await;
+        let (result, mut bytes) = match &mut self.half {
+            WriteHalf::Plain(half) => half.write_all_bytes(bytes).await,
+            WriteHalf::Tls(half) => half.write_all_bytes(bytes).await,
+        };
         bytes.clear();
-        (result.map(|_| ()).map_err(ClientError::Io), bytes)
+        (result.map_err(ClientError::Io), bytes)
     }
 
     /// Shuts down the sending direction (the server sees end of stream).
     pub async fn shutdown(&mut self) -> Result<(), ClientError> {
-        self.half.shutdown().await.map_err(ClientError::Io)
+        match &mut self.half {
+            WriteHalf::Plain(half) => half.shutdown_bytes().await,
+            WriteHalf::Tls(half) => half.shutdown_bytes().await,
+        }
+        .map_err(ClientError::Io)
     }
 }
 
@@ -189,7 +218,7 @@ impl RequestWriter {
 
 /// The read half of a connection, decoding with a `ClientCodec`.
 pub struct MessageReader {
-    half: TcpOwnedReadHalf,
+    half: ReadHalf,
     codec: ClientCodec,
     buf: Vec<u8>,
     /// Messages decoded but not handed out yet (only `recv` leaves any here).
@@ -206,7 +235,7 @@ impl std::fmt::Debug for MessageReader {
 }
 
 impl MessageReader {
-    fn new(half: TcpOwnedReadHalf) -> MessageReader {
+    fn new(half: ReadHalf) -> MessageReader {
         MessageReader {
             half,
             codec: ClientCodec::new(),
@@ -322,12 +351,36 @@ impl AsyncClient {
         options: LogonOptions,
         timeout: Duration,
     ) -> Result<AsyncClient, ClientError> {
+        AsyncClient::connect_with(addr, options, timeout, None).await
+    }
+
+    /// [`AsyncClient::connect`], over TLS when `tls` is given (the handshake, bounded by
+    /// `timeout`, then the HMAC logon inside it).
+    pub async fn connect_with(
+        addr: SocketAddr,
+        options: LogonOptions,
+        timeout: Duration,
+        tls: Option<&crate::tls::ClientTls>,
+    ) -> Result<AsyncClient, ClientError> {
         let stream = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
             Ok(stream) => stream?,
             Err(_elapsed) => return Err(ClientError::Timeout),
         };
         stream.set_nodelay(true)?;
-        let (read_half, write_half) = stream.into_split();
+        let (read_half, write_half) = match tls {
+            None => {
+                let (read, write) = stream.into_split();
+                (ReadHalf::Plain(read), WriteHalf::Plain(write))
+            }
+            Some(tls) => {
+                let handshake = crate::tls::connect(stream, tls);
+                let (read, write) = match monoio::time::timeout(timeout, handshake).await {
+                    Ok(halves) => halves?,
+                    Err(_elapsed) => return Err(ClientError::Timeout),
+                };
+                (ReadHalf::Tls(read), WriteHalf::Tls(write))
+            }
+        };
         let mut client = AsyncClient {
             writer: RequestWriter {
                 batch: RequestBatch::new(),

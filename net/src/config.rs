@@ -72,6 +72,10 @@ pub struct ServerSection {
     /// faults on a swapped-out page. Needs an unlimited locked-memory limit
     /// (LimitMEMLOCK=infinity); the daemon refuses to start if locking fails.
     pub lock_memory: bool,
+    /// `[server.tls]`: TLS on the client port, from PEM certificate and key files.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// Where the client port may run without TLS: "loopback" (the default) or "allow".
+    pub plaintext: crate::tls::Plaintext,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -93,6 +97,8 @@ impl Default for ServerSection {
             shard_idle_spin_us: 50,
             shard_idle: ShardIdle::Spin,
             lock_memory: false,
+            tls: None,
+            plaintext: crate::tls::Plaintext::Loopback,
         }
     }
 }
@@ -273,6 +279,11 @@ impl FileConfig {
         let gateway = self.gateway.resolve()?;
         if self.server.ring_entries < 1024 || self.server.ring_entries > 1 << 24 {
             return Err(err("server.ring_entries must be in 1024..=16777216"));
+        }
+        match &self.server.tls {
+            Some(files) => drop(crate::tls::server_config(files).map_err(err)?),
+            None => crate::tls::check_plaintext(self.server.listen, self.server.plaintext)
+                .map_err(err)?,
         }
         if self.storage.snapshots_keep == 0 {
             return Err(err("storage.snapshots_keep must be at least 1"));

@@ -52,5 +52,6 @@ pub mod ratelimit;
 pub mod server;
 pub mod session;
 pub mod shard;
+pub mod tls;
 pub mod view;
 pub mod wire;

@@ -29,7 +29,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bourse_engine::{Event, Exchange};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
+use monoio::io::Splitable;
 use monoio::net::{TcpListener, TcpStream};
 
 use crate::audit::AuditLog;
@@ -47,6 +47,7 @@ use crate::shard::{
     Bells, CommandLog, IdleWait, MemoryLog, Output, Query, Reply, Request, Shard, ShardOptions,
     SnapshotPolicy, SystemClock,
 };
+use crate::tls::{ReadBytes, WriteBytes};
 use bourse_replication::{DurabilityMode, WalOptions};
 
 /// Bytes one socket read takes at most.
@@ -169,6 +170,8 @@ struct NetCore {
     audit_log: RefCell<AuditLog>,
     /// Scratch for `Gateway::take_audit`.
     audit: RefCell<Vec<Audit>>,
+    /// TLS on the client port (`[server.tls]`); `None`: plaintext.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl NetCore {
@@ -639,11 +642,20 @@ pub fn run_with<L: CommandLog + Send + 'static>(
     stop: Arc<AtomicBool>,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<ServerReport, ServerError> {
+    // Checked here too: `--listen` and programmatic configs bypass the file's check.
+    if config.server.tls.is_none() {
+        crate::tls::check_plaintext(config.server.listen, config.server.plaintext)
+            .map_err(|e| ServerError::Config(format!("config: {e}")))?;
+    }
     let listener = match start.reserved_port {
         Some(port) => port.listen()?,
         None => ReservedPort::bind(config.server.listen)?.listen()?,
     };
     let local = listener.local_addr().map_err(ServerError::Runtime)?;
+    let tls = match &config.server.tls {
+        Some(files) => Some(crate::tls::server_config(files).map_err(ServerError::Config)?),
+        None => None,
+    };
 
     let (mut requests_tx, requests_rx) =
         rtrb::RingBuffer::<Request>::new(config.server.ring_entries);
@@ -715,6 +727,7 @@ pub fn run_with<L: CommandLog + Send + 'static>(
         bootstrap_done: LocalNotify::default(),
         audit_log: RefCell::new(AuditLog::default()),
         audit: RefCell::new(Vec::new()),
+        tls,
     });
     bells.ring_shard();
     ready(local);
@@ -848,24 +861,62 @@ fn accept(core: &Rc<NetCore>, stream: TcpStream, peer: std::net::SocketAddr) {
         closing_since: Cell::new(None),
     });
     core.conns.borrow_mut().insert(conn, io.clone());
-    let (reader, writer) = stream.into_split();
-    monoio::spawn(write_loop(core.clone(), conn, io.clone(), writer));
-    monoio::spawn(read_loop(core.clone(), conn, io, reader));
+    match core.tls.clone() {
+        None => {
+            let (reader, writer) = stream.into_split();
+            spawn_loops(core, conn, io, reader, writer);
+        }
+        Some(tls) => {
+            monoio::spawn(tls_handshake(core.clone(), conn, io, tls, stream));
+        }
+    }
     core.settle();
 }
 
-async fn read_loop(
+/// Starts a connection's reader and writer over its byte stream (plain TCP or TLS).
+fn spawn_loops<R, W>(core: &Rc<NetCore>, conn: ConnId, io: Rc<ConnIo>, reader: R, writer: W)
+where
+    R: ReadBytes + 'static,
+    W: WriteBytes + 'static,
+{
+    monoio::spawn(write_loop(core.clone(), conn, io.clone(), writer));
+    monoio::spawn(read_loop(core.clone(), conn, io, reader));
+}
+
+/// The server side of a TLS handshake, bounded by `tls::HANDSHAKE_DEADLINE` (and by the
+/// gateway's logon timeout, which shuts the socket under it). The connection already
+/// counts against `connections_max`; its logon challenge waits in the gateway until the
+/// writer starts. A failed handshake only ends the connection.
+async fn tls_handshake(
     core: Rc<NetCore>,
     conn: ConnId,
     io: Rc<ConnIo>,
-    mut reader: monoio::net::tcp::TcpOwnedReadHalf,
+    tls: Arc<rustls::ServerConfig>,
+    stream: TcpStream,
 ) {
+    let handshake = crate::tls::accept(stream, tls);
+    match monoio::time::timeout(crate::tls::HANDSHAKE_DEADLINE, handshake).await {
+        Ok(Ok((reader, writer))) if !io.closing() => spawn_loops(&core, conn, io, reader, writer),
+        // Timed out, refused, or closed meanwhile: the stream is dropped (closed).
+        _ => {
+            io.close();
+            {
+                let mut actions = core.actions.borrow_mut();
+                core.gateway.borrow_mut().on_disconnected(conn, now_ns(), &mut actions);
+            }
+            core.conns.borrow_mut().remove(&conn);
+            core.settle();
+        }
+    }
+}
+
+async fn read_loop<R: ReadBytes>(core: Rc<NetCore>, conn: ConnId, io: Rc<ConnIo>, mut reader: R) {
     let mut buf = Vec::with_capacity(READ_BUFFER_BYTES);
     loop {
         while core.backlogged() {
             core.backlog_drained.wait().await;
         }
-        let (result, returned) = reader.read(buf).await;
+        let (result, returned) = reader.read_bytes(buf).await;
         buf = returned;
         let n = match result {
             Ok(0) | Err(_) => break,
@@ -891,12 +942,7 @@ async fn read_loop(
     core.settle();
 }
 
-async fn write_loop(
-    core: Rc<NetCore>,
-    conn: ConnId,
-    io: Rc<ConnIo>,
-    mut writer: monoio::net::tcp::TcpOwnedWriteHalf,
-) {
+async fn write_loop<W: WriteBytes>(core: Rc<NetCore>, conn: ConnId, io: Rc<ConnIo>, mut writer: W) {
     let mut buf = Vec::with_capacity(WRITE_BUFFER_BYTES);
     loop {
         {
@@ -913,7 +959,7 @@ async fn write_loop(
             continue;
         }
         let n = buf.len();
-        let (result, returned) = writer.write_all(buf).await;
+        let (result, returned) = writer.write_all_bytes(buf).await;
         buf = returned;
         buf.clear();
         if result.is_err() {

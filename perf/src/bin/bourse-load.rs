@@ -66,6 +66,22 @@ struct Cli {
     /// allocation counts include the server's.
     #[arg(long)]
     in_process: bool,
+    /// The sessions speak TLS (the server's `[server.tls]` port); see --ca-file.
+    #[arg(long)]
+    tls: bool,
+    /// With --tls: trust the CA certificates in this PEM file [default: the system's].
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    ca_file: Option<PathBuf>,
+    /// With --tls: the name the server's certificate must carry [default: the server's IP
+    /// address].
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    tls_name: Option<String>,
+    /// With --tls and --in-process: the in-process server's certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "in_process", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// With --tls-cert: its private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// A running TCP echo server (`tcp-echo server`) to measure the bare round trip on.
     #[arg(long, conflicts_with = "spawn_echo")]
     echo: Option<SocketAddr>,
@@ -271,9 +287,10 @@ fn setup(cli: &Cli) -> Result<Setup, String> {
 /// allocator sees its allocations.
 struct InProcess(BackgroundServer);
 
-fn start_in_process() -> Result<InProcess, String> {
+fn start_in_process(tls: Option<bourse_net::tls::TlsFiles>) -> Result<InProcess, String> {
     let mut config = Config::demo();
     config.server.listen = "127.0.0.1:0".parse().expect("address");
+    config.server.tls = tls;
     BackgroundServer::start(config)
         .map(InProcess)
         .map_err(|e| format!("the in-process server did not start: {e}"))
@@ -313,7 +330,10 @@ fn run(cli: &Cli) -> Result<bool, String> {
     let server_addr = if setup.orders.is_none() {
         cli.server
     } else if cli.in_process {
-        let server = start_in_process()?;
+        let tls = cli.tls_cert.clone().zip(cli.tls_key.clone());
+        let tls =
+            tls.map(|(cert_file, key_file)| bourse_net::tls::TlsFiles { cert_file, key_file });
+        let server = start_in_process(tls)?;
         let addr = server.0.addr;
         in_process = Some(server);
         addr
@@ -355,7 +375,15 @@ fn run(cli: &Cli) -> Result<bool, String> {
         warmup: t.warmup,
         duration: t.duration,
     });
+    let tls = match cli.tls {
+        false => None,
+        true => {
+            let name = cli.tls_name.clone().unwrap_or_else(|| server_addr.ip().to_string());
+            Some(bourse_net::tls::ClientTls::new(cli.ca_file.as_deref(), &name)?)
+        }
+    };
     let order_plan = setup.orders.as_ref().map(|t| OrderPlan {
+        tls: tls.clone(),
         addr: server_addr,
         sessions: t.sessions,
         maker: t.maker.clone(),
@@ -419,6 +447,8 @@ fn run(cli: &Cli) -> Result<bool, String> {
 fn describe_plans(cli: &Cli, orders: Option<&OrderPlan>, echo: Option<&EchoPlan>) {
     let pin = cli.cpu.map_or("not pinned".to_string(), |c| format!("pinned to cpu {c}"));
     println!("bourse-load: one io_uring runtime thread ({pin}), seed {}", cli.seed);
+    let transport = if cli.tls { "TLS (rustls, ring)" } else { "plaintext TCP" };
+    println!("bourse-load: order sessions over {transport}");
     if let Some(e) = echo {
         println!(
             "tcp echo: {} connection(s) to {}, {} bytes, open loop at {}/s, {:?} warm-up + {:?} measured",
@@ -638,6 +668,7 @@ mod tests {
             pace: t.pace,
             warmup: t.warmup,
             duration: t.duration,
+            tls: None,
         };
         let echo_plan = EchoPlan {
             addr: echo_addr,

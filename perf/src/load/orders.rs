@@ -74,6 +74,8 @@ pub struct OrderPlan {
     pub pace: Pace,
     pub warmup: Duration,
     pub duration: Duration,
+    /// `Some`: the sessions speak TLS.
+    pub tls: Option<bourse_net::tls::ClientTls>,
 }
 
 /// What the phase measured.
@@ -195,9 +197,11 @@ pub async fn run(plan: &OrderPlan) -> Result<OrderOutcome, String> {
     let mut clients = Vec::with_capacity(plan.sessions);
     for i in 0..plan.sessions {
         let key = FIRST_KEY + i as u64;
-        let client = AsyncClient::connect(plan.addr, LogonOptions::demo(key), CONNECT_TIMEOUT)
-            .await
-            .map_err(|e| format!("session {key}: logon to {}: {e}", plan.addr))?;
+        let options = LogonOptions::demo(key);
+        let client =
+            AsyncClient::connect_with(plan.addr, options, CONNECT_TIMEOUT, plan.tls.as_ref())
+                .await
+                .map_err(|e| format!("session {key}: logon to {}: {e}", plan.addr))?;
         if client.established.ack.account != key {
             return Err(format!("key {key} acts for account {}", client.established.ack.account));
         }

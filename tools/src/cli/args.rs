@@ -45,6 +45,16 @@ pub struct Cli {
     #[arg(long, global = true, default_value_t = 10, value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(1..=TIMEOUT_SECS_MAX))]
     pub timeout: u64,
+    /// Speak TLS to the exchange (its `[server.tls]` port).
+    #[arg(long, global = true)]
+    pub tls: bool,
+    /// With --tls: trust the CA certificates in this PEM file [default: the system's].
+    #[arg(long, global = true, value_name = "FILE", requires = "tls")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// With --tls: the name the server's certificate must carry [default: the host of
+    /// --addr].
+    #[arg(long, global = true, value_name = "NAME", requires = "tls")]
+    pub tls_name: Option<String>,
     #[command(subcommand)]
     pub command: Cmd,
 }

@@ -10,7 +10,7 @@ use bourse_net::protocol::*;
 
 use super::args::{AdminCmd, AmendArgs, Cli, Cmd, OrderArg, PlaceArgs, SideArg, StpArg};
 use super::catalog::Market;
-use super::conn::{Conn, Exchanged, Target};
+use super::conn::{Conn, Exchanged, Target, TlsTarget};
 use super::render;
 use super::CliError;
 
@@ -21,6 +21,9 @@ pub fn run(cli: &Cli) -> Result<(), CliError> {
         key: cli.key_id(),
         secret_hex: cli.secret_hex()?,
         timeout: Duration::from_secs(cli.timeout.max(1)),
+        tls: cli
+            .tls
+            .then(|| TlsTarget { ca_file: cli.ca_file.clone(), name: cli.tls_name.clone() }),
     };
     let mut conn = Conn::open(&target)?;
     let result = match &cli.command {

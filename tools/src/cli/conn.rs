@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use bourse_net::auth::{KeyId, SECRET_BYTES};
 use bourse_net::client::{demo_secret, BlockingClient, ClientError, Incoming, LogonOptions};
 use bourse_net::protocol::{ClientRequest, LogonAck, RequestId, ServerMessage, SessionReason};
+use bourse_net::tls::ClientTls;
 
 use super::catalog::Catalog;
 use super::CliError;
@@ -19,6 +20,31 @@ pub struct Target {
     /// `None`: the demo secret of `key`.
     pub secret_hex: Option<String>,
     pub timeout: Duration,
+    /// `Some`: speak TLS.
+    pub tls: Option<TlsTarget>,
+}
+
+/// How to speak TLS to the exchange.
+#[derive(Clone, Debug, Default)]
+pub struct TlsTarget {
+    /// CA certificates to trust (PEM); `None`: the system's bundle.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The name the certificate must carry; `None`: the host of the address.
+    pub name: Option<String>,
+}
+
+/// The host part of "host:port" ("[::1]:7400" gives "::1").
+fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+fn client_tls(target: &Target) -> Result<Option<ClientTls>, CliError> {
+    let Some(tls) = &target.tls else { return Ok(None) };
+    let name = tls.name.as_deref().unwrap_or_else(|| host_of(&target.addr));
+    ClientTls::new(tls.ca_file.as_deref(), name).map(Some).map_err(|e| {
+        CliError::Input(format!("--tls: {e} (give the server's CA with --ca-file FILE)"))
+    })
 }
 
 /// A logged-on connection with the exchange's reference data.
@@ -80,6 +106,9 @@ fn connect_error(target: &Target, error: ClientError) -> CliError {
             std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => format!(
                 "cannot connect to {addr}: no answer within {secs} s — is the address right?"
             ),
+            std::io::ErrorKind::InvalidData if target.tls.is_some() => {
+                format!("TLS handshake with {addr} failed: {e} — check --ca-file and --tls-name")
+            }
             _ => format!("cannot connect to {addr}: {e}"),
         },
         ClientError::LogonRejected { reason, .. } => {
@@ -96,6 +125,10 @@ fn connect_error(target: &Target, error: ClientError) -> CliError {
                 reason.code()
             )
         }
+        ClientError::Timeout | ClientError::Closed if target.tls.is_none() => format!(
+            "{addr} did not complete the logon within {secs} s — is it a bourse server? (does \
+             it speak TLS? then add --tls)"
+        ),
         ClientError::Timeout => {
             format!("{addr} did not complete the logon within {secs} s — is it a bourse server?")
         }
@@ -131,7 +164,8 @@ impl Conn {
         };
         let addr = resolve(&target.addr)?;
         let options = LogonOptions { secret, ..LogonOptions::demo(target.key) };
-        let client = BlockingClient::connect(addr, options, target.timeout)
+        let tls = client_tls(target)?;
+        let client = BlockingClient::connect_with(addr, options, target.timeout, tls.as_ref())
             .map_err(|e| connect_error(target, e))?;
         let ack = client.established.ack;
         let mut conn = Conn { client, catalog: Catalog::default(), timeout: target.timeout, ack };
@@ -218,6 +252,13 @@ mod tests {
     }
 
     #[test]
+    fn the_tls_name_defaults_to_the_host() {
+        assert_eq!(host_of("localhost:7400"), "localhost");
+        assert_eq!(host_of("10.0.0.5:7400"), "10.0.0.5");
+        assert_eq!(host_of("[::1]:7400"), "::1");
+    }
+
+    #[test]
     fn addresses_must_parse() {
         assert!(resolve("127.0.0.1:7400").is_ok());
         let err = resolve("nonsense").unwrap_err().to_string();
@@ -233,6 +274,7 @@ mod tests {
             key: 200,
             secret_hex: None,
             timeout: Duration::from_secs(2),
+            tls: None,
         };
         let err = Conn::open(&target).err().expect("nothing listens there");
         let text = err.to_string();
