@@ -7,7 +7,7 @@
 
 use bourse_engine::{
     Balance, BalanceReason, CommandKind, DepthLevel, DoneReason, MarketSpec, MarketStatus,
-    OrderRef, OrderType, RejectReason, Side, StpMode, Symbol, TimeInForce,
+    OrderRef, OrderType, RejectReason, Shortfall, Side, StpMode, Symbol, TimeInForce,
 };
 use bourse_net::codec::{decode_client, decode_server, DecodeError, DecodeScratch, Encoder};
 use bourse_net::frame::{self, FrameDecoder};
@@ -138,9 +138,15 @@ fn admin_request() -> impl Strategy<Value = AdminRequest> {
         ),
         any::<u64>().prop_map(|tx| AdminRequest::WithdrawComplete { tx }),
         any::<u64>().prop_map(|tx| AdminRequest::WithdrawCancel { tx }),
-        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u32>(), any::<u64>()).prop_map(
-            |(tx, from, to, asset, amount)| AdminRequest::Transfer { tx, from, to, asset, amount }
-        ),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u32>(), any::<u64>(), any::<bool>())
+            .prop_map(|(tx, from, to, asset, amount, create_account)| AdminRequest::Transfer {
+                tx,
+                from,
+                to,
+                asset,
+                amount,
+                create_account
+            }),
     ]
 }
 
@@ -200,6 +206,13 @@ fn balance_reason() -> impl Strategy<Value = BalanceReason> {
         8 => BalanceReason::Trade(id),
         _ => BalanceReason::Fee(id),
     })
+}
+
+/// None, or a shortfall as the engine makes them (needed above available).
+fn shortfall() -> impl Strategy<Value = Option<Shortfall>> {
+    proptest::option::of((any::<u32>(), 1..=u64::MAX, any::<u64>()).prop_map(
+        |(asset, needed, available)| Shortfall { asset, needed, available: available % needed },
+    ))
 }
 
 fn reject_cause() -> impl Strategy<Value = RejectCause> {
@@ -296,9 +309,10 @@ fn server_message() -> impl Strategy<Value = ServerMessage<'static>> {
                 time_ns,
             })
         }),
-        (u(), any::<u8>(), reject_cause(), any::<[u64; 5]>(), any::<bool>()).prop_map(
-            |(request_id, refused_type, cause, n, duplicate)| {
+        (u(), any::<u8>(), reject_cause(), any::<[u64; 5]>(), any::<bool>(), shortfall()).prop_map(
+            |(request_id, refused_type, cause, n, duplicate, shortfall)| {
                 ServerMessage::Rejected(RejectReport {
+                    shortfall,
                     request_id,
                     refused_type,
                     cause,
@@ -613,6 +627,7 @@ fn largest_client_requests_fit_the_smallest_frame_limit() {
             to: u64::MAX,
             asset: u32::MAX,
             amount: u64::MAX,
+            create_account: true,
         }),
     ];
     for request in &requests {
