@@ -686,3 +686,47 @@ fn missing_required_field_is_malformed() {
         Err(DecodeError::Malformed(frame::VerifyError::MissingRequiredField))
     );
 }
+
+/// An InsufficientFunds reject carries its shortfall over the wire; a server that claims
+/// more available than needed sent a contradiction, which decodes as an error, not a
+/// panic or a made-up shortfall.
+#[test]
+fn a_shortfall_travels_and_a_contradictory_one_is_refused() {
+    let needed = 0x1122_3344_5566_7788;
+    let available = 0x0102_0304_0506_0708;
+    let message = ServerMessage::Rejected(RejectReport {
+        request_id: 9,
+        refused_type: 0,
+        cause: RejectCause::Engine {
+            command: CommandKind::WithdrawRequest,
+            reason: RejectReason::InsufficientFunds,
+        },
+        order_id: 0,
+        client_order_id: 0,
+        tx: 77,
+        duplicate: false,
+        index: 5,
+        time_ns: 6,
+        shortfall: Some(Shortfall { asset: 2, needed, available }),
+    });
+    let mut bytes = Vec::new();
+    Encoder::for_server().encode_server(1, &message, &mut bytes).unwrap();
+    let options = frame::verifier_options(frame::SERVER_FRAME_BYTES_MAX);
+    let mut scratch = DecodeScratch::default();
+    let frame = one_frame(&bytes);
+    let (_, decoded) = decode_server(&frame, &options, &mut scratch).unwrap();
+    assert_eq!(decoded, message);
+    // Patch `available` to needed + 1.
+    let at = bytes
+        .windows(8)
+        .position(|w| w == available.to_le_bytes())
+        .expect("available is in the frame");
+    bytes[at..at + 8].copy_from_slice(&(needed + 1).to_le_bytes());
+    let mut scratch = DecodeScratch::default();
+    let frame = one_frame(&bytes);
+    let decoded = decode_server(&frame, &options, &mut scratch);
+    assert!(
+        matches!(decoded, Err(DecodeError::InvalidField { field: "needed", .. })),
+        "{decoded:?}"
+    );
+}
