@@ -50,7 +50,11 @@ pub struct PlaceOrder {
 
 /// Every state-changing input. Time and log index come with the command from the
 /// sequencer (see `Exchange::apply`), never from a clock.
+///
+/// The serde form (and so the log payload) goes through [`CommandWire`], which keeps the
+/// bytes of every command written before `Transfer::create_account` existed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "CommandWire", from = "CommandWire")]
 pub enum Command {
     /// Admin: registers an asset with `scale` decimal places in its minor unit.
     CreateAsset { asset: AssetId, scale: u8, symbol: Symbol },
@@ -67,8 +71,16 @@ pub enum Command {
     WithdrawComplete { tx: TxId },
     /// Admin or owner: the withdrawal `tx` is void; its funds return to available.
     WithdrawCancel { tx: TxId },
-    /// Moves `amount` between two accounts (the receiver is created if new).
-    Transfer { tx: TxId, from: AccountId, to: AccountId, asset: AssetId, amount: u64 },
+    /// Moves `amount` between two accounts. A receiver that does not exist is created
+    /// when `create_account` is set and refused (`UnknownReceiver`) otherwise.
+    Transfer {
+        tx: TxId,
+        from: AccountId,
+        to: AccountId,
+        asset: AssetId,
+        amount: u64,
+        create_account: bool,
+    },
     /// A new order.
     Place(PlaceOrder),
     /// Cancels one open order of `account`.
@@ -79,6 +91,142 @@ pub enum Command {
     Amend { account: AccountId, order: OrderRef, price: u64, qty: u64 },
     /// Cancels every open order of `account`, or only those in `market`.
     MassCancel { account: AccountId, market: Option<MarketId> },
+}
+
+/// The byte form of a [`Command`] (postcard encodes the variant index, then the fields).
+/// Variants 0..=11 are the original encoding, unchanged; never reorder them. Variant 7
+/// (`Transfer`) always created a new receiver, so it stays `create_account: true` and
+/// logs written before the flag replay exactly as before; a transfer that must not create
+/// its receiver is the appended variant 12.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+enum CommandWire {
+    CreateAsset {
+        asset: AssetId,
+        scale: u8,
+        symbol: Symbol,
+    },
+    CreateMarket(MarketSpec),
+    SetMarketStatus {
+        market: MarketId,
+        status: MarketStatus,
+    },
+    Deposit {
+        tx: TxId,
+        account: AccountId,
+        asset: AssetId,
+        amount: u64,
+    },
+    WithdrawRequest {
+        tx: TxId,
+        account: AccountId,
+        asset: AssetId,
+        amount: u64,
+    },
+    WithdrawComplete {
+        tx: TxId,
+    },
+    WithdrawCancel {
+        tx: TxId,
+    },
+    /// `Transfer { create_account: true }`.
+    Transfer {
+        tx: TxId,
+        from: AccountId,
+        to: AccountId,
+        asset: AssetId,
+        amount: u64,
+    },
+    Place(PlaceOrder),
+    Cancel {
+        account: AccountId,
+        order: OrderRef,
+    },
+    Amend {
+        account: AccountId,
+        order: OrderRef,
+        price: u64,
+        qty: u64,
+    },
+    MassCancel {
+        account: AccountId,
+        market: Option<MarketId>,
+    },
+    /// `Transfer { create_account: false }`.
+    TransferExisting {
+        tx: TxId,
+        from: AccountId,
+        to: AccountId,
+        asset: AssetId,
+        amount: u64,
+    },
+}
+
+impl From<Command> for CommandWire {
+    fn from(c: Command) -> CommandWire {
+        match c {
+            Command::CreateAsset { asset, scale, symbol } => {
+                CommandWire::CreateAsset { asset, scale, symbol }
+            }
+            Command::CreateMarket(spec) => CommandWire::CreateMarket(spec),
+            Command::SetMarketStatus { market, status } => {
+                CommandWire::SetMarketStatus { market, status }
+            }
+            Command::Deposit { tx, account, asset, amount } => {
+                CommandWire::Deposit { tx, account, asset, amount }
+            }
+            Command::WithdrawRequest { tx, account, asset, amount } => {
+                CommandWire::WithdrawRequest { tx, account, asset, amount }
+            }
+            Command::WithdrawComplete { tx } => CommandWire::WithdrawComplete { tx },
+            Command::WithdrawCancel { tx } => CommandWire::WithdrawCancel { tx },
+            Command::Transfer { tx, from, to, asset, amount, create_account: true } => {
+                CommandWire::Transfer { tx, from, to, asset, amount }
+            }
+            Command::Transfer { tx, from, to, asset, amount, create_account: false } => {
+                CommandWire::TransferExisting { tx, from, to, asset, amount }
+            }
+            Command::Place(p) => CommandWire::Place(p),
+            Command::Cancel { account, order } => CommandWire::Cancel { account, order },
+            Command::Amend { account, order, price, qty } => {
+                CommandWire::Amend { account, order, price, qty }
+            }
+            Command::MassCancel { account, market } => CommandWire::MassCancel { account, market },
+        }
+    }
+}
+
+impl From<CommandWire> for Command {
+    fn from(c: CommandWire) -> Command {
+        match c {
+            CommandWire::CreateAsset { asset, scale, symbol } => {
+                Command::CreateAsset { asset, scale, symbol }
+            }
+            CommandWire::CreateMarket(spec) => Command::CreateMarket(spec),
+            CommandWire::SetMarketStatus { market, status } => {
+                Command::SetMarketStatus { market, status }
+            }
+            CommandWire::Deposit { tx, account, asset, amount } => {
+                Command::Deposit { tx, account, asset, amount }
+            }
+            CommandWire::WithdrawRequest { tx, account, asset, amount } => {
+                Command::WithdrawRequest { tx, account, asset, amount }
+            }
+            CommandWire::WithdrawComplete { tx } => Command::WithdrawComplete { tx },
+            CommandWire::WithdrawCancel { tx } => Command::WithdrawCancel { tx },
+            CommandWire::Transfer { tx, from, to, asset, amount } => {
+                Command::Transfer { tx, from, to, asset, amount, create_account: true }
+            }
+            CommandWire::TransferExisting { tx, from, to, asset, amount } => {
+                Command::Transfer { tx, from, to, asset, amount, create_account: false }
+            }
+            CommandWire::Place(p) => Command::Place(p),
+            CommandWire::Cancel { account, order } => Command::Cancel { account, order },
+            CommandWire::Amend { account, order, price, qty } => {
+                Command::Amend { account, order, price, qty }
+            }
+            CommandWire::MassCancel { account, market } => Command::MassCancel { account, market },
+        }
+    }
 }
 
 /// The kind of a command, carried by rejects so a client knows what was refused.

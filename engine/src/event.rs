@@ -73,6 +73,20 @@ pub struct Rejected {
     pub reason: RejectReason,
     /// True when this is the stored outcome of an earlier command with the same tx id.
     pub duplicate: bool,
+    /// For `InsufficientFunds` on its first answer: which asset, how much the command
+    /// needed and how much was available. `None` for every other reason, and on a
+    /// duplicate (the available balance at the time is not stored with the tx).
+    pub shortfall: Option<Shortfall>,
+}
+
+/// What an `InsufficientFunds` reject was short of, in the asset's minor units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shortfall {
+    pub asset: AssetId,
+    /// The amount the command had to hold or move (for an amend: the extra hold).
+    pub needed: u64,
+    /// The account's available balance of `asset`; always below `needed`.
+    pub available: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -255,6 +269,13 @@ pub enum RejectReason {
     TxIdConflict = 33,
     /// Price x quantity (plus fee) does not fit under `supply_max`.
     NotionalTooLarge = 34,
+    /// The tx id was used before by a transaction of the same kind with different
+    /// parameters (account, receiver, asset or amount); nothing changed, and the stored
+    /// outcome of the first one stands (TigerBeetle's `exists_with_different_*`).
+    TxIdReusedWithDifferentParams = 35,
+    /// The receiver of a transfer does not exist and the transfer did not ask for it to
+    /// be created (`create_account`).
+    UnknownReceiver = 36,
 }
 
 impl RejectReason {
@@ -262,7 +283,7 @@ impl RejectReason {
         self as u16
     }
 
-    pub const ALL: [RejectReason; 34] = [
+    pub const ALL: [RejectReason; 36] = [
         RejectReason::UnknownAccount,
         RejectReason::UnknownAsset,
         RejectReason::UnknownMarket,
@@ -297,6 +318,8 @@ impl RejectReason {
         RejectReason::AmendNoChange,
         RejectReason::TxIdConflict,
         RejectReason::NotionalTooLarge,
+        RejectReason::TxIdReusedWithDifferentParams,
+        RejectReason::UnknownReceiver,
     ];
 
     pub fn from_code(code: u16) -> Option<RejectReason> {
@@ -340,6 +363,12 @@ impl RejectReason {
             RejectReason::AmendNoChange => "amend changes nothing",
             RejectReason::TxIdConflict => "transaction id is used by another kind of transaction",
             RejectReason::NotionalTooLarge => "order value is too large",
+            RejectReason::TxIdReusedWithDifferentParams => {
+                "transaction id was already used with different parameters"
+            }
+            RejectReason::UnknownReceiver => {
+                "the receiving account does not exist (ask for its creation explicitly)"
+            }
         }
     }
 }

@@ -320,9 +320,7 @@ impl Exchange {
             }
             Command::WithdrawComplete { tx } => self.withdraw_finish(tx, true, &mut out),
             Command::WithdrawCancel { tx } => self.withdraw_finish(tx, false, &mut out),
-            Command::Transfer { tx, from, to, asset, amount } => {
-                self.transfer(tx, from, to, asset, amount, &mut out)
-            }
+            Command::Transfer { .. } => self.transfer(command, &mut out),
             Command::Place(ref place) => self.place(place, &mut out),
             Command::Cancel { account, order } => self.cancel(account, order, &mut out),
             Command::Amend { account, order, price, qty } => {
@@ -345,6 +343,7 @@ impl Exchange {
             tx: 0,
             reason,
             duplicate: false,
+            shortfall: None,
         };
         let result = if asset >= self.limits.assets_max {
             Err(RejectReason::AssetsLimit)
@@ -377,6 +376,7 @@ impl Exchange {
                 tx: 0,
                 reason,
                 duplicate: false,
+                shortfall: None,
             })),
             Ok(qptl) => {
                 let id = spec.market as usize;
@@ -430,6 +430,7 @@ impl Exchange {
                 tx: 0,
                 reason: RejectReason::UnknownMarket,
                 duplicate: false,
+                shortfall: None,
             })),
             Some(m) => {
                 m.status = status;
@@ -470,6 +471,13 @@ impl Exchange {
         });
         self.account_index.insert(id, slot);
         slot
+    }
+
+    /// What the account at `slot` lacks to hold or move `needed` of `asset`; `None` when
+    /// its available balance covers it.
+    pub(crate) fn shortfall(&self, slot: u32, asset: AssetId, needed: u64) -> Option<Shortfall> {
+        let available = self.balance_at(slot, asset).available;
+        (available < needed).then_some(Shortfall { asset, needed, available })
     }
 
     /// True if `account` exists or there is room to create it.

@@ -2,7 +2,7 @@
 //! transfers. Each carries a transaction id; the outcome is stored, so a repeated id
 //! returns the original outcome and changes nothing.
 
-use crate::command::CommandKind;
+use crate::command::{Command, CommandKind};
 use crate::event::*;
 use crate::exchange::{Exchange, Out, TxOutcome, TxRecord};
 use crate::types::*;
@@ -30,6 +30,7 @@ fn reject(
         tx,
         reason,
         duplicate,
+        shortfall: None,
     })
 }
 
@@ -61,6 +62,14 @@ impl Exchange {
                     RejectReason::TxIdConflict,
                     false,
                 ));
+            } else if !same_params(&stored, record) {
+                out.push(reject(
+                    command,
+                    record.account,
+                    record.tx,
+                    RejectReason::TxIdReusedWithDifferentParams,
+                    false,
+                ));
             } else {
                 out.push(stored_outcome(&stored));
             }
@@ -84,8 +93,10 @@ impl Exchange {
         &mut self,
         mut record: TxRecord,
         outcome: Result<TxOutcome, RejectReason>,
+        shortfall: Option<Shortfall>,
         out: &mut Out,
     ) {
+        assert!(shortfall.is_none() || outcome == Err(RejectReason::InsufficientFunds));
         assert!(self.txs.len() < self.limits.transactions_max as usize);
         record.outcome = match outcome {
             Ok(applied) => applied,
@@ -95,9 +106,12 @@ impl Exchange {
         assert!(previous.is_none());
         self.txs.push(record);
         let mut event = stored_outcome(&record);
-        // A first answer is never a duplicate.
+        // A first answer is never a duplicate, and only it knows the balance it fell short of.
         match &mut event {
-            EventKind::Rejected(r) => r.duplicate = false,
+            EventKind::Rejected(r) => {
+                r.duplicate = false;
+                r.shortfall = shortfall;
+            }
             EventKind::Ledger(l) => l.duplicate = false,
             _ => unreachable!("ledger outcome is a reject or a ledger event"),
         }
@@ -146,7 +160,7 @@ impl Exchange {
             Ok(())
         });
         if let Err(reason) = outcome {
-            self.tx_finish(record, Err(reason), out);
+            self.tx_finish(record, Err(reason), None, out);
             return;
         }
         let slot = match self.account_slot(account) {
@@ -157,7 +171,7 @@ impl Exchange {
             a.supply += amount;
         }
         self.change_balance(slot, asset, amount as i64, 0, BalanceReason::Deposit(tx), out);
-        self.tx_finish(record, Ok(TxOutcome::Applied), out);
+        self.tx_finish(record, Ok(TxOutcome::Applied), None, out);
     }
 
     pub(crate) fn withdraw_request(
@@ -180,15 +194,17 @@ impl Exchange {
         if let TxCheck::Answered = self.tx_check(&record, out) {
             return;
         }
+        let mut shortfall = None;
         let checked = self.check_amount(asset, amount).and_then(|()| {
             let slot = self.account_slot(account).ok_or(RejectReason::UnknownAccount)?;
-            if self.balance_at(slot, asset).available < amount {
+            shortfall = self.shortfall(slot, asset, amount);
+            if shortfall.is_some() {
                 return Err(RejectReason::InsufficientFunds);
             }
             Ok(slot)
         });
         match checked {
-            Err(reason) => self.tx_finish(record, Err(reason), out),
+            Err(reason) => self.tx_finish(record, Err(reason), shortfall, out),
             Ok(slot) => {
                 let delta = amount as i64;
                 self.change_balance(
@@ -199,7 +215,7 @@ impl Exchange {
                     BalanceReason::WithdrawHold(tx),
                     out,
                 );
-                self.tx_finish(record, Ok(TxOutcome::WithdrawPending), out);
+                self.tx_finish(record, Ok(TxOutcome::WithdrawPending), None, out);
             }
         }
     }
@@ -281,15 +297,11 @@ impl Exchange {
         out.push(applied(false));
     }
 
-    pub(crate) fn transfer(
-        &mut self,
-        tx: TxId,
-        from: AccountId,
-        to: AccountId,
-        asset: AssetId,
-        amount: u64,
-        out: &mut Out,
-    ) {
+    /// `Command::Transfer`, whose fields are `command`'s.
+    pub(crate) fn transfer(&mut self, command: &Command, out: &mut Out) {
+        let Command::Transfer { tx, from, to, asset, amount, create_account } = *command else {
+            unreachable!("transfer of {command:?}");
+        };
         let record = TxRecord {
             tx,
             kind: LedgerKind::Transfer,
@@ -302,12 +314,17 @@ impl Exchange {
         if let TxCheck::Answered = self.tx_check(&record, out) {
             return;
         }
+        let mut shortfall = None;
         let checked = self.check_amount(asset, amount).and_then(|()| {
             if from == to {
                 return Err(RejectReason::SameAccount);
             }
             let slot = self.account_slot(from).ok_or(RejectReason::UnknownAccount)?;
-            if self.balance_at(slot, asset).available < amount {
+            if !create_account && self.account_slot(to).is_none() {
+                return Err(RejectReason::UnknownReceiver);
+            }
+            shortfall = self.shortfall(slot, asset, amount);
+            if shortfall.is_some() {
                 return Err(RejectReason::InsufficientFunds);
             }
             if !self.account_creatable(to) {
@@ -316,7 +333,7 @@ impl Exchange {
             Ok(slot)
         });
         match checked {
-            Err(reason) => self.tx_finish(record, Err(reason), out),
+            Err(reason) => self.tx_finish(record, Err(reason), shortfall, out),
             Ok(from_slot) => {
                 let to_slot = match self.account_slot(to) {
                     Some(slot) => slot,
@@ -332,10 +349,22 @@ impl Exchange {
                     out,
                 );
                 self.change_balance(to_slot, asset, delta, 0, BalanceReason::TransferIn(tx), out);
-                self.tx_finish(record, Ok(TxOutcome::Applied), out);
+                self.tx_finish(record, Ok(TxOutcome::Applied), None, out);
             }
         }
     }
+}
+
+/// True when a repeat names the same transaction as the stored one: same account,
+/// receiver, asset and amount (the kind is checked before). A transfer's
+/// `create_account` is not part of it: it is not stored, and a repeat of a transfer that
+/// took effect changes nothing either way.
+fn same_params(stored: &TxRecord, repeat: &TxRecord) -> bool {
+    assert_eq!(stored.tx, repeat.tx);
+    stored.account == repeat.account
+        && stored.counterparty == repeat.counterparty
+        && stored.asset == repeat.asset
+        && stored.amount == repeat.amount
 }
 
 /// The event a stored transaction answers with (as a duplicate).

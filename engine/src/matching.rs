@@ -171,7 +171,17 @@ fn order_reject(
         tx: 0,
         reason,
         duplicate: false,
+        shortfall: None,
     })
+}
+
+/// `event` (a reject) with what an `InsufficientFunds` reject fell short of.
+fn with_shortfall(mut event: EventKind, shortfall: Option<Shortfall>) -> EventKind {
+    if let EventKind::Rejected(r) = &mut event {
+        assert_eq!(shortfall.is_some(), r.reason == RejectReason::InsufficientFunds);
+        r.shortfall = shortfall;
+    }
+    event
 }
 
 fn ref_ids(order: OrderRef) -> (OrderId, ClientOrderId) {
@@ -185,15 +195,22 @@ impl Exchange {
     // ----- place -----
 
     pub(crate) fn place(&mut self, p: &PlaceOrder, out: &mut Out) {
-        match self.validate_place(p) {
-            Err(reason) => {
-                out.push(order_reject(CommandKind::Place, p.account, 0, p.client_order_id, reason))
-            }
+        let mut shortfall = None;
+        match self.validate_place(p, &mut shortfall) {
+            Err(reason) => out.push(with_shortfall(
+                order_reject(CommandKind::Place, p.account, 0, p.client_order_id, reason),
+                shortfall,
+            )),
             Ok(checked) => self.execute_place(p, checked, out),
         }
     }
 
-    fn validate_place(&self, p: &PlaceOrder) -> Result<PlaceChecked, RejectReason> {
+    /// Checks a new order; on `InsufficientFunds` it also sets `shortfall`.
+    fn validate_place(
+        &self,
+        p: &PlaceOrder,
+        shortfall: &mut Option<Shortfall>,
+    ) -> Result<PlaceChecked, RejectReason> {
         let market = self.market_ref(p.market).ok_or(RejectReason::UnknownMarket)?;
         if market.status == MarketStatus::Halted {
             return Err(RejectReason::MarketHalted);
@@ -254,7 +271,8 @@ impl Exchange {
                 return Err(RejectReason::OrdersLimit);
             }
         }
-        if self.balance_at(account, terms.hold_asset(p.side)).available < reserve {
+        *shortfall = self.shortfall(account, terms.hold_asset(p.side), reserve);
+        if shortfall.is_some() {
             return Err(RejectReason::InsufficientFunds);
         }
         if p.post_only {
@@ -782,8 +800,9 @@ impl Exchange {
         let reject =
             |reason| order_reject(CommandKind::Amend, account, o.id, o.client_order_id, reason);
         let terms = self.terms_of(slot);
-        match self.validate_amend(&terms, &o, price, qty) {
-            Err(reason) => out.push(reject(reason)),
+        let mut shortfall = None;
+        match self.validate_amend(&terms, &o, price, qty, &mut shortfall) {
+            Err(reason) => out.push(with_shortfall(reject(reason), shortfall)),
             Ok(AmendPlan::Cancel) => self.remove_resting(&terms, slot, DoneReason::Cancelled, out),
             Ok(AmendPlan::Change { ticks, leaves, reserve }) => {
                 self.execute_amend(&terms, slot, ticks, leaves, reserve, out)
@@ -797,6 +816,7 @@ impl Exchange {
         o: &Order,
         price: u64,
         qty: u64,
+        shortfall: &mut Option<Shortfall>,
     ) -> Result<AmendPlan, RejectReason> {
         let market = self.market_ref(o.market).expect("open order in a missing market");
         if market.status == MarketStatus::Halted {
@@ -831,8 +851,8 @@ impl Exchange {
             }
         }
         if reserve > o.reserved {
-            let available = self.balance_at(o.account, terms.hold_asset(o.side)).available;
-            if reserve - o.reserved > available {
+            *shortfall = self.shortfall(o.account, terms.hold_asset(o.side), reserve - o.reserved);
+            if shortfall.is_some() {
                 return Err(RejectReason::InsufficientFunds);
             }
         }

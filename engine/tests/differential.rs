@@ -23,7 +23,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use bourse_engine::{
     AccountId, Balance, Command, Config, Done, DoneReason, Event, EventKind, Exchange, Limits,
     LogIndex, MarketSpec, MarketStatus, OrderRef, OrderType, OrderView, PlaceOrder, RejectReason,
-    Side, StpMode, TimeInForce,
+    Shortfall, Side, StpMode, TimeInForce,
 };
 use common::{Op, Scenario};
 use model::{LevelSnapshot, Model, OrderSnapshot};
@@ -698,19 +698,29 @@ fn directed_market_buy_budget() {
 }
 
 /// Ledger idempotency: a repeated deposit returns the stored outcome; a stored reject is
-/// returned again; another kind with the same id is a conflict; withdrawal steps.
+/// returned again (without its shortfall); the same id with other parameters is refused
+/// and changes nothing; another kind with the same id is a conflict; withdrawal steps.
 #[test]
 fn directed_ledger() {
     let mut commands = btc_usdt();
-    commands.push(Command::Deposit { tx: 1, account: BOB, asset: 0, amount: 5 }); // dup of tx 1
+    commands.push(Command::Deposit { tx: 1, account: ALICE, asset: 1, amount: 1_000_000_000 }); // dup of tx 1
     commands.push(Command::WithdrawRequest { tx: 10, account: BOB, asset: 1, amount: 5 }); // no USDT
-    commands.push(Command::WithdrawRequest { tx: 10, account: ALICE, asset: 1, amount: 5 }); // stored reject
-    commands.push(Command::Transfer { tx: 2, from: ALICE, to: BOB, asset: 1, amount: 5 }); // conflict
+    commands.push(Command::WithdrawRequest { tx: 10, account: BOB, asset: 1, amount: 5 }); // stored reject
+    commands.push(Command::Transfer {
+        tx: 2,
+        from: ALICE,
+        to: BOB,
+        asset: 1,
+        amount: 5,
+        create_account: true,
+    }); // conflict
     commands.push(Command::WithdrawRequest { tx: 11, account: ALICE, asset: 1, amount: 500 });
     commands.push(Command::WithdrawComplete { tx: 11 });
     commands.push(Command::WithdrawComplete { tx: 11 });
     commands.push(Command::WithdrawCancel { tx: 11 });
     commands.push(Command::WithdrawCancel { tx: 10 });
+    commands.push(Command::Deposit { tx: 1, account: ALICE, asset: 1, amount: 5 }); // other amount
+    commands.push(Command::WithdrawRequest { tx: 10, account: ALICE, asset: 1, amount: 5 }); // other account
     let events = run_commands(Limits::default(), FEE, &commands).unwrap_or_else(|e| panic!("{e}"));
     let ledger = |events: &[EventKind]| match events.first() {
         Some(EventKind::Ledger(l)) => Some((l.account, l.amount, l.duplicate)),
@@ -718,14 +728,18 @@ fn directed_ledger() {
     };
     assert_eq!(ledger(&events[5]), Some((ALICE, 1_000_000_000, true)));
     assert_eq!(reject_reason(&events[6]), Some(RejectReason::InsufficientFunds));
-    assert!(
-        matches!(events[7].first(), Some(EventKind::Rejected(r)) if r.duplicate && r.account == BOB)
-    );
+    let Some(EventKind::Rejected(first)) = events[6].first() else { panic!("{:?}", events[6]) };
+    assert_eq!(first.shortfall, Some(Shortfall { asset: 1, needed: 5, available: 0 }));
+    assert!(matches!(events[7].first(),
+        Some(EventKind::Rejected(r)) if r.duplicate && r.account == BOB && r.shortfall.is_none()));
     assert_eq!(reject_reason(&events[8]), Some(RejectReason::TxIdConflict));
     assert_eq!(ledger(&events[10]), Some((ALICE, 500, false)));
     assert_eq!(ledger(&events[11]), Some((ALICE, 500, true)));
     assert_eq!(reject_reason(&events[12]), Some(RejectReason::WithdrawalNotPending));
     assert_eq!(reject_reason(&events[13]), Some(RejectReason::WithdrawalNotFound));
+    assert_eq!(reject_reason(&events[14]), Some(RejectReason::TxIdReusedWithDifferentParams));
+    assert_eq!(reject_reason(&events[15]), Some(RejectReason::TxIdReusedWithDifferentParams));
+    assert!(events[14..].iter().all(|e| e.len() == 1), "a reused tx id changes nothing");
 }
 
 /// Halted markets reject places and amends but accept cancels.

@@ -14,7 +14,7 @@
 
 use bourse_engine::{
     AssetId, Balance, BalanceReason, CommandKind, DepthLevel, DoneReason, MarketSpec, MarketStatus,
-    OrderRef, OrderType, RejectReason, Side, StpMode, Symbol, TimeInForce,
+    OrderRef, OrderType, RejectReason, Shortfall, Side, StpMode, Symbol, TimeInForce,
 };
 use flatbuffers::{FlatBufferBuilder, UnionWIPOffset, VerifierOptions, WIPOffset};
 
@@ -437,8 +437,8 @@ fn build_admin(fbb: &mut Fbb, admin: &AdminRequest) -> Body {
             let table = fb::WithdrawCancel::create(fbb, &args);
             (fb::Body::WithdrawCancel, table.as_union_value())
         }
-        AdminRequest::Transfer { tx, from, to, asset, amount } => {
-            let args = fb::TransferArgs { tx, from, to, asset, amount };
+        AdminRequest::Transfer { tx, from, to, asset, amount, create_account } => {
+            let args = fb::TransferArgs { tx, from, to, asset, amount, create_account };
             (fb::Body::Transfer, fb::Transfer::create(fbb, &args).as_union_value())
         }
     }
@@ -598,6 +598,9 @@ fn build_rejected(fbb: &mut Fbb, reject: &RejectReport) -> Body {
         }
     };
     let text = fbb.create_string(text);
+    // No shortfall is all zeros: an `InsufficientFunds` shortfall always needs more than 0.
+    let shortfall = reject.shortfall.unwrap_or(Shortfall { asset: 0, needed: 0, available: 0 });
+    assert!(reject.shortfall.is_none() || shortfall.needed > shortfall.available);
     let args = fb::RejectedArgs {
         request_id: reject.request_id,
         refused_type: reject.refused_type,
@@ -611,6 +614,9 @@ fn build_rejected(fbb: &mut Fbb, reject: &RejectReport) -> Body {
         index: reject.index,
         time_ns: reject.time_ns,
         text: Some(text),
+        shortfall_asset: shortfall.asset,
+        needed: shortfall.needed,
+        available: shortfall.available,
     };
     (fb::Body::Rejected, fb::Rejected::create(fbb, &args).as_union_value())
 }
@@ -917,6 +923,7 @@ fn decode_admin(
                 to: b.to(),
                 asset: b.asset(),
                 amount: b.amount(),
+                create_account: b.create_account(),
             }
         }
         // Server-to-client types, NONE, and types newer than this build.
@@ -1033,6 +1040,13 @@ fn decode_rejected(
         // Both set: the message contradicts itself.
         _ => return Err(invalid("reason_code")),
     };
+    let shortfall = match (b.needed(), b.available()) {
+        (0, 0) if b.shortfall_asset() == 0 => None,
+        (needed, available) if needed > available => {
+            Some(Shortfall { asset: b.shortfall_asset(), needed, available })
+        }
+        _ => return Err(invalid("needed")),
+    };
     Ok(RejectReport {
         request_id: b.request_id(),
         refused_type: b.refused_type(),
@@ -1043,6 +1057,7 @@ fn decode_rejected(
         duplicate: b.duplicate(),
         index: b.index(),
         time_ns: b.time_ns(),
+        shortfall,
     })
 }
 

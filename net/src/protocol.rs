@@ -106,14 +106,43 @@ impl NewOrder {
 /// Admin requests; each maps to one engine command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AdminRequest {
-    CreateAsset { asset: AssetId, scale: u8, symbol: Symbol },
+    CreateAsset {
+        asset: AssetId,
+        scale: u8,
+        symbol: Symbol,
+    },
     CreateMarket(MarketSpec),
-    SetMarketStatus { market: MarketId, status: MarketStatus },
-    Deposit { tx: TxId, account: AccountId, asset: AssetId, amount: u64 },
-    WithdrawRequest { tx: TxId, account: AccountId, asset: AssetId, amount: u64 },
-    WithdrawComplete { tx: TxId },
-    WithdrawCancel { tx: TxId },
-    Transfer { tx: TxId, from: AccountId, to: AccountId, asset: AssetId, amount: u64 },
+    SetMarketStatus {
+        market: MarketId,
+        status: MarketStatus,
+    },
+    Deposit {
+        tx: TxId,
+        account: AccountId,
+        asset: AssetId,
+        amount: u64,
+    },
+    WithdrawRequest {
+        tx: TxId,
+        account: AccountId,
+        asset: AssetId,
+        amount: u64,
+    },
+    WithdrawComplete {
+        tx: TxId,
+    },
+    WithdrawCancel {
+        tx: TxId,
+    },
+    /// `create_account`: create the receiver if it does not exist (else `UnknownReceiver`).
+    Transfer {
+        tx: TxId,
+        from: AccountId,
+        to: AccountId,
+        asset: AssetId,
+        amount: u64,
+        create_account: bool,
+    },
 }
 
 impl AdminRequest {
@@ -134,8 +163,8 @@ impl AdminRequest {
             }
             AdminRequest::WithdrawComplete { tx } => Command::WithdrawComplete { tx },
             AdminRequest::WithdrawCancel { tx } => Command::WithdrawCancel { tx },
-            AdminRequest::Transfer { tx, from, to, asset, amount } => {
-                Command::Transfer { tx, from, to, asset, amount }
+            AdminRequest::Transfer { tx, from, to, asset, amount, create_account } => {
+                Command::Transfer { tx, from, to, asset, amount, create_account }
             }
         }
     }
@@ -356,6 +385,8 @@ pub struct RejectReport {
     pub duplicate: bool,
     pub index: LogIndex,
     pub time_ns: u64,
+    /// `InsufficientFunds` (first answer only): the asset, needed and available amounts.
+    pub shortfall: Option<bourse_engine::Shortfall>,
 }
 
 impl RejectReport {
@@ -371,6 +402,7 @@ impl RejectReport {
             duplicate: false,
             index: 0,
             time_ns: 0,
+            shortfall: None,
         }
     }
 }

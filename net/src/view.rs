@@ -167,6 +167,7 @@ fn engine_reject(
         duplicate: r.duplicate,
         index: event.index,
         time_ns: event.time_ns,
+        shortfall: r.shortfall,
     }
 }
 

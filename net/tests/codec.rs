@@ -7,7 +7,7 @@
 
 use bourse_engine::{
     Balance, BalanceReason, CommandKind, DepthLevel, DoneReason, MarketSpec, MarketStatus,
-    OrderRef, OrderType, RejectReason, Side, StpMode, Symbol, TimeInForce,
+    OrderRef, OrderType, RejectReason, Shortfall, Side, StpMode, Symbol, TimeInForce,
 };
 use bourse_net::codec::{decode_client, decode_server, DecodeError, DecodeScratch, Encoder};
 use bourse_net::frame::{self, FrameDecoder};
@@ -138,9 +138,15 @@ fn admin_request() -> impl Strategy<Value = AdminRequest> {
         ),
         any::<u64>().prop_map(|tx| AdminRequest::WithdrawComplete { tx }),
         any::<u64>().prop_map(|tx| AdminRequest::WithdrawCancel { tx }),
-        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u32>(), any::<u64>()).prop_map(
-            |(tx, from, to, asset, amount)| AdminRequest::Transfer { tx, from, to, asset, amount }
-        ),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u32>(), any::<u64>(), any::<bool>())
+            .prop_map(|(tx, from, to, asset, amount, create_account)| AdminRequest::Transfer {
+                tx,
+                from,
+                to,
+                asset,
+                amount,
+                create_account
+            }),
     ]
 }
 
@@ -200,6 +206,13 @@ fn balance_reason() -> impl Strategy<Value = BalanceReason> {
         8 => BalanceReason::Trade(id),
         _ => BalanceReason::Fee(id),
     })
+}
+
+/// None, or a shortfall as the engine makes them (needed above available).
+fn shortfall() -> impl Strategy<Value = Option<Shortfall>> {
+    proptest::option::of((any::<u32>(), 1..=u64::MAX, any::<u64>()).prop_map(
+        |(asset, needed, available)| Shortfall { asset, needed, available: available % needed },
+    ))
 }
 
 fn reject_cause() -> impl Strategy<Value = RejectCause> {
@@ -296,9 +309,10 @@ fn server_message() -> impl Strategy<Value = ServerMessage<'static>> {
                 time_ns,
             })
         }),
-        (u(), any::<u8>(), reject_cause(), any::<[u64; 5]>(), any::<bool>()).prop_map(
-            |(request_id, refused_type, cause, n, duplicate)| {
+        (u(), any::<u8>(), reject_cause(), any::<[u64; 5]>(), any::<bool>(), shortfall()).prop_map(
+            |(request_id, refused_type, cause, n, duplicate, shortfall)| {
                 ServerMessage::Rejected(RejectReport {
+                    shortfall,
                     request_id,
                     refused_type,
                     cause,
@@ -613,6 +627,7 @@ fn largest_client_requests_fit_the_smallest_frame_limit() {
             to: u64::MAX,
             asset: u32::MAX,
             amount: u64::MAX,
+            create_account: true,
         }),
     ];
     for request in &requests {
@@ -669,5 +684,49 @@ fn missing_required_field_is_malformed() {
     assert_eq!(
         decode_client(fbb.finished_data(), &options),
         Err(DecodeError::Malformed(frame::VerifyError::MissingRequiredField))
+    );
+}
+
+/// An InsufficientFunds reject carries its shortfall over the wire; a server that claims
+/// more available than needed sent a contradiction, which decodes as an error, not a
+/// panic or a made-up shortfall.
+#[test]
+fn a_shortfall_travels_and_a_contradictory_one_is_refused() {
+    let needed = 0x1122_3344_5566_7788;
+    let available = 0x0102_0304_0506_0708;
+    let message = ServerMessage::Rejected(RejectReport {
+        request_id: 9,
+        refused_type: 0,
+        cause: RejectCause::Engine {
+            command: CommandKind::WithdrawRequest,
+            reason: RejectReason::InsufficientFunds,
+        },
+        order_id: 0,
+        client_order_id: 0,
+        tx: 77,
+        duplicate: false,
+        index: 5,
+        time_ns: 6,
+        shortfall: Some(Shortfall { asset: 2, needed, available }),
+    });
+    let mut bytes = Vec::new();
+    Encoder::for_server().encode_server(1, &message, &mut bytes).unwrap();
+    let options = frame::verifier_options(frame::SERVER_FRAME_BYTES_MAX);
+    let mut scratch = DecodeScratch::default();
+    let frame = one_frame(&bytes);
+    let (_, decoded) = decode_server(&frame, &options, &mut scratch).unwrap();
+    assert_eq!(decoded, message);
+    // Patch `available` to needed + 1.
+    let at = bytes
+        .windows(8)
+        .position(|w| w == available.to_le_bytes())
+        .expect("available is in the frame");
+    bytes[at..at + 8].copy_from_slice(&(needed + 1).to_le_bytes());
+    let mut scratch = DecodeScratch::default();
+    let frame = one_frame(&bytes);
+    let decoded = decode_server(&frame, &options, &mut scratch);
+    assert!(
+        matches!(decoded, Err(DecodeError::InvalidField { field: "needed", .. })),
+        "{decoded:?}"
     );
 }

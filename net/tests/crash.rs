@@ -332,7 +332,8 @@ fn admin_once(session: &mut Session, rng: &mut Rng, next_tx: &mut u64) -> Result
     } else {
         let from = LEDGER_ACCOUNTS[rng.range(0, 4) as usize];
         let to = LEDGER_ACCOUNTS[(rng.range(1, 4) as usize + (from - 1001) as usize) % 4];
-        AdminRequest::Transfer { tx, from, to, asset: USDT, amount: rng.range(1, 100) * 1_000_000 }
+        let amount = rng.range(1, 100) * 1_000_000;
+        AdminRequest::Transfer { tx, from, to, asset: USDT, amount, create_account: false }
     };
     session.request(&ClientRequest::Admin(admin), admin.to_command(), Waiting::Admin)
 }

@@ -373,6 +373,7 @@ fn another_accounts_order_id_is_cancelled_as_own_account() {
             tx: 0,
             reason: RejectReason::UnknownOrder,
             duplicate: false,
+            shortfall: None,
         }),
     };
     h.events(Some(origin), &[reject]);
@@ -612,6 +613,7 @@ fn admin_sees_ledger_and_admin_outcomes() {
             tx: 0,
             reason: RejectReason::MarketExists,
             duplicate: false,
+            shortfall: None,
         }),
     };
     h.events(Some(origin), &[ledger, balance_event(2, ACCOUNT_A, 500)]);

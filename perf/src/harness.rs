@@ -263,11 +263,20 @@ mod tests {
         h.apply_ok(&Command::CreateAsset { asset, scale: 6, symbol }).unwrap();
         h.apply_ok(&Command::Deposit { tx: 1, account: 7, asset, amount: 100 }).unwrap();
         // A transfer of more than the balance is rejected: apply_ok says so.
-        let too_much = Command::Transfer { tx: 2, from: 7, to: 8, asset, amount: 101 };
+        let too_much =
+            Command::Transfer { tx: 2, from: 7, to: 8, asset, amount: 101, create_account: true };
         assert!(h.apply_ok(&too_much).is_err());
         let mut stats = EventStats::default();
-        let events =
-            h.apply(&Command::Transfer { tx: 3, from: 7, to: 8, asset, amount: 0 }).unwrap();
+        let events = h
+            .apply(&Command::Transfer {
+                tx: 3,
+                from: 7,
+                to: 8,
+                asset,
+                amount: 0,
+                create_account: true,
+            })
+            .unwrap();
         stats.add(events);
         assert_eq!(stats.rejected, 1);
         assert_eq!(stats.reject_reasons(), vec![(RejectReason::InvalidAmount, 1)]);

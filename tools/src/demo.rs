@@ -252,7 +252,14 @@ pub fn session() -> Vec<(&'static str, Command)> {
         ),
         (
             "bob transfers 0.1 BTC to alice",
-            Command::Transfer { tx: 101, from: BOB, to: ALICE, asset: BTC, amount: 10_000_000 },
+            Command::Transfer {
+                tx: 101,
+                from: BOB,
+                to: ALICE,
+                asset: BTC,
+                amount: 10_000_000,
+                create_account: false,
+            },
         ),
     ]
 }

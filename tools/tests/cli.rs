@@ -170,6 +170,9 @@ fn a_reject_exits_non_zero_with_the_reason_and_its_code() {
     assert!(run.stderr.contains(reason.describe()), "{run}");
     assert!(run.stderr.contains(&format!("engine code {}", reason.code())), "{run}");
     assert!(run.stderr.contains("InsufficientFunds"), "{run}");
+    // It says how much was needed (5,000,000 USDT and the taker fee) and was available.
+    assert!(run.stderr.contains(", needed 500"), "{run}");
+    assert!(run.stderr.contains("USDT, available 100000 USDT"), "{run}");
     // Off the tick: the engine's PriceNotOnTick.
     let run = server.cli(&["place", "BTC-USDT", "buy", "0.1", "--price", "50000.005"]);
     assert_eq!(run.code, 1, "{run}");
@@ -238,6 +241,52 @@ fn admin_deposit_is_exact_and_idempotent() {
     assert_eq!(engine.balance(4242, BTC).available, 1);
     let hash = hex_of(engine.state_hash());
     assert!(status.contains(&hash), "status showed the final state hash:\n{status}\n{hash}");
+}
+
+/// A tx id reused with other parameters is a reject (exit 1), never "a repeat"; the same
+/// parameters still are; a transfer to a new account needs --create-account; a shortfall
+/// says how much was needed and available, as decimals.
+#[test]
+fn reused_tx_ids_unknown_receivers_and_shortfalls_are_clear_rejects() {
+    let server = LiveServer::demo();
+    server.cli_ok(&["admin", "deposit", "200", "USDT", "2500.5", "--tx", "1001"]);
+    let run = server.cli(&["admin", "deposit", "200", "USDT", "5", "--tx", "1001"]);
+    assert_eq!(run.code, 1, "{run}");
+    let reason = RejectReason::TxIdReusedWithDifferentParams;
+    assert!(run.stderr.contains(reason.describe()), "{run}");
+    assert!(run.stderr.contains(&format!("engine code {}", reason.code())), "{run}");
+    assert!(run.stderr.contains("use a new --tx"), "{run}");
+    assert!(!run.stdout.contains("deposited"), "{run}");
+    let out = server.cli_ok(&["admin", "deposit", "200", "USDT", "2500.5", "--tx", "1001"]);
+    assert!(out.contains("a repeat: tx 1001 had already been applied"), "{out}");
+    // Every tx-id command: a withdrawal and a transfer too.
+    server.cli_ok(&["admin", "withdraw", "200", "USDT", "0.5", "--tx", "1002"]);
+    let run = server.cli(&["admin", "withdraw", "200", "USDT", "0.75", "--tx", "1002"]);
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stderr.contains("TxIdReusedWithDifferentParams"), "{run}");
+
+    // 4343 does not exist: refused with a hint, then created on request.
+    let transfer = ["admin", "transfer", "200", "4343", "USDT", "1", "--tx", "1003"];
+    let run = server.cli(&transfer);
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stderr.contains("UnknownReceiver"), "{run}");
+    assert!(run.stderr.contains("--create-account"), "{run}");
+    let run = server.cli(&[&transfer[..7], &["1004", "--create-account"]].concat());
+    assert_eq!(run.code, 0, "{run}");
+    let run = server.cli(&["admin", "transfer", "200", "4343", "USDT", "2", "--tx", "1004"]);
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stderr.contains("TxIdReusedWithDifferentParams"), "{run}");
+
+    // 100000 + 2500.5 - 0.5 held - 1 sent = 102499 USDT available.
+    let run = server.cli(&["admin", "withdraw", "200", "USDT", "200000.25", "--tx", "1005"]);
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stderr.contains("InsufficientFunds"), "{run}");
+    assert!(run.stderr.contains("needed 200000.25 USDT, available 102499 USDT"), "{run}");
+
+    let engine = server.stop();
+    assert_eq!(engine.balance(ALICE, USDT).available, 102_499_000_000);
+    assert_eq!(engine.balance(ALICE, USDT).held, 500_000);
+    assert_eq!(engine.balance(4343, USDT).available, 1_000_000);
 }
 
 fn hex_of(bytes: [u8; 32]) -> String {

@@ -261,6 +261,7 @@ pub fn plain_reject(command: &Command, events: &[Event]) -> Option<RejectReason>
             rejected.reason,
             RejectReason::InvalidTxId
                 | RejectReason::TxIdConflict
+                | RejectReason::TxIdReusedWithDifferentParams
                 | RejectReason::TransactionsLimit
         );
     (!stored).then_some(rejected.reason)

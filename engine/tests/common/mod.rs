@@ -582,7 +582,8 @@ impl Ctx {
                     _ => self.account(r[2] >> 4),
                 };
                 let (tx, amount) = (self.tx(r[0]), self.amount(asset, r[4]) / 3);
-                Command::Transfer { tx, from, to, asset, amount }
+                let create_account = below(r[3] >> 16, 4) != 0;
+                Command::Transfer { tx, from, to, asset, amount, create_account }
             }
             13..=72 => Command::Place(self.resolve_place(op)),
             73..=78 => self.resolve_cancel(op),

@@ -55,9 +55,11 @@
 //!    buy's reservation; the engine refuses such sells with `NotionalTooLarge` rather than
 //!    `InsufficientFunds`). Market sells have no min-notional check.
 //! 10. `SetMarketStatus` to the status the market already has is applied (no reject).
-//! 11. A duplicate ledger command (`duplicate = true`) returns the stored event
-//!     unchanged except for the flag, i.e. with the first command's account, asset and
-//!     amount even if the repeat named others.
+//! 11. A duplicate ledger command (`duplicate = true`) names the same account,
+//!     receiver, asset and amount as the first (a transfer's `create_account` aside) and
+//!     returns the stored event unchanged except for the flag and the shortfall (a
+//!     duplicate carries none). A repeat naming other parameters is
+//!     `TxIdReusedWithDifferentParams`, not stored.
 //! 12. `OrderRef::Client(0)` names no order (0 means "none"): `UnknownOrder`.
 //! 13. `DuplicateClientOrderId` applies to every place (IOC, FOK and market too), and
 //!     only against the account's open orders; the order limits apply to GTC limit
@@ -67,13 +69,14 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of the model.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use bourse_engine::{
     Accepted, AccountId, AdminApplied, Amended, AssetId, Balance, ClientOrderId, Command,
     CommandKind, Done, DoneReason, EventKind, LedgerApplied, LedgerKind, Limits, MarketId,
     MarketSpec, MarketStatus, OrderId, OrderRef, OrderType, PlaceOrder, RejectReason, Rejected,
-    Side, StpMode, Symbol, TimeInForce, Trade, TradeId, TxId,
+    Shortfall, Side, StpMode, Symbol, TimeInForce, Trade, TradeId, TxId,
 };
 
 /// Basis points in one whole.
@@ -214,6 +217,8 @@ struct WithdrawalM {
 #[derive(Clone, Copy, Debug)]
 struct TxM {
     kind: LedgerKind,
+    /// What the command named: account, receiver (0 but for transfers), asset, amount.
+    params: (AccountId, AccountId, AssetId, u64),
     outcome: EventKind,
 }
 
@@ -257,6 +262,8 @@ pub struct Model {
     next_seq: u64,
     txs: BTreeMap<TxId, TxM>,
     withdrawals: BTreeMap<TxId, WithdrawalM>,
+    /// Set where a check finds `InsufficientFunds`; `apply` moves it into the reject.
+    shortfall: Cell<Option<Shortfall>>,
 }
 
 fn rejected(
@@ -275,6 +282,7 @@ fn rejected(
         tx,
         reason,
         duplicate: false,
+        shortfall: None,
     })
 }
 
@@ -306,6 +314,7 @@ impl Model {
             next_seq: 1,
             txs: BTreeMap::new(),
             withdrawals: BTreeMap::new(),
+            shortfall: Cell::new(None),
         }
     }
 
@@ -510,6 +519,24 @@ impl Model {
         }
     }
 
+    /// `InsufficientFunds` (noting the shortfall for `apply`) unless `account` has
+    /// `needed` of `asset` available.
+    fn short_of(
+        &self,
+        account: AccountId,
+        asset: AssetId,
+        needed: u128,
+    ) -> Result<(), RejectReason> {
+        let available = self.bal(account, asset).available;
+        if needed <= available {
+            return Ok(());
+        }
+        let needed = u64::try_from(needed).expect("needed above u64");
+        let available = u64::try_from(available).expect("available above u64");
+        self.shortfall.set(Some(Shortfall { asset, needed, available }));
+        Err(RejectReason::InsufficientFunds)
+    }
+
     fn accounts_full(&self) -> bool {
         self.accounts.len() >= self.limits.accounts_max as usize
     }
@@ -538,6 +565,15 @@ impl Model {
                 self.amend(account, order, price, qty, &mut out)
             }
             Command::MassCancel { account, market } => self.mass_cancel(account, market, &mut out),
+        }
+        let shortfall = self.shortfall.take();
+        for event in &mut out {
+            if let EventKind::Rejected(r) = event {
+                if r.reason == RejectReason::InsufficientFunds && !r.duplicate {
+                    r.shortfall = shortfall;
+                    assert!(shortfall.is_some(), "InsufficientFunds without a shortfall");
+                }
+            }
         }
         if let Err(problem) = self.check_self() {
             panic!("model invariant broken after {command:?}: {problem}");
@@ -605,12 +641,16 @@ impl Model {
     // ----- ledger --------------------------------------------------------------------
 
     fn ledger(&mut self, command: &Command) -> EventKind {
-        let (kind, tx, account) = match *command {
-            Command::Deposit { tx, account, .. } => (LedgerKind::Deposit, tx, account),
-            Command::WithdrawRequest { tx, account, .. } => {
-                (LedgerKind::WithdrawRequest, tx, account)
+        let (kind, tx, account, params) = match *command {
+            Command::Deposit { tx, account, asset, amount } => {
+                (LedgerKind::Deposit, tx, account, (account, 0, asset, amount))
             }
-            Command::Transfer { tx, from, .. } => (LedgerKind::Transfer, tx, from),
+            Command::WithdrawRequest { tx, account, asset, amount } => {
+                (LedgerKind::WithdrawRequest, tx, account, (account, 0, asset, amount))
+            }
+            Command::Transfer { tx, from, to, asset, amount, .. } => {
+                (LedgerKind::Transfer, tx, from, (from, to, asset, amount))
+            }
             _ => unreachable!("not a ledger transaction"),
         };
         let reject = |reason| rejected(command.kind(), account, 0, 0, tx, reason);
@@ -621,13 +661,16 @@ impl Model {
             if stored.kind != kind {
                 return reject(RejectReason::TxIdConflict);
             }
-            // INTERPRETATION 11: the stored event, whatever the repeat named.
+            // INTERPRETATION 11: the stored event for the same parameters only.
+            if stored.params != params {
+                return reject(RejectReason::TxIdReusedWithDifferentParams);
+            }
             return match stored.outcome {
                 EventKind::Ledger(applied) => {
                     EventKind::Ledger(LedgerApplied { duplicate: true, ..applied })
                 }
                 EventKind::Rejected(rej) => {
-                    EventKind::Rejected(Rejected { duplicate: true, ..rej })
+                    EventKind::Rejected(Rejected { duplicate: true, shortfall: None, ..rej })
                 }
                 other => unreachable!("stored outcome {other:?}"),
             };
@@ -643,8 +686,8 @@ impl Model {
             Command::WithdrawRequest { tx, account, asset, amount } => {
                 self.withdraw_request(tx, account, asset, amount)
             }
-            Command::Transfer { tx, from, to, asset, amount } => {
-                self.transfer(tx, from, to, asset, amount)
+            Command::Transfer { tx, from, to, asset, amount, create_account } => {
+                self.transfer(tx, from, to, asset, amount, create_account)
             }
             _ => unreachable!("not a ledger transaction"),
         };
@@ -652,7 +695,7 @@ impl Model {
             Ok(applied) => EventKind::Ledger(applied),
             Err(reason) => reject(reason),
         };
-        self.txs.insert(tx, TxM { kind, outcome: event });
+        self.txs.insert(tx, TxM { kind, params, outcome: event });
         event
     }
 
@@ -707,9 +750,7 @@ impl Model {
         if !self.account_exists(account) {
             return Err(RejectReason::UnknownAccount);
         }
-        if self.bal(account, asset).available < amount as u128 {
-            return Err(RejectReason::InsufficientFunds);
-        }
+        self.short_of(account, asset, amount as u128)?;
         self.hold(account, asset, amount as u128);
         let state = WithdrawalState::Pending;
         self.withdrawals.insert(tx, WithdrawalM { account, asset, amount: amount as u128, state });
@@ -731,6 +772,7 @@ impl Model {
         to: AccountId,
         asset: AssetId,
         amount: u64,
+        create_account: bool,
     ) -> Result<LedgerApplied, RejectReason> {
         self.check_asset_amount(asset, amount)?;
         if from == to {
@@ -739,9 +781,10 @@ impl Model {
         if !self.account_exists(from) {
             return Err(RejectReason::UnknownAccount);
         }
-        if self.bal(from, asset).available < amount as u128 {
-            return Err(RejectReason::InsufficientFunds);
+        if !create_account && !self.account_exists(to) {
+            return Err(RejectReason::UnknownReceiver);
         }
+        self.short_of(from, asset, amount as u128)?;
         if !self.account_exists(to) && self.accounts_full() {
             return Err(RejectReason::AccountsLimit);
         }
@@ -926,9 +969,7 @@ impl Model {
         } else {
             m.reserve_sell(lots)
         };
-        if reserve > self.bal(p.account, m.held_asset(p.side)).available {
-            return Err(R::InsufficientFunds);
-        }
+        self.short_of(p.account, m.held_asset(p.side), reserve)?;
         if p.post_only && self.crosses(p.market, p.side, ticks) {
             return Err(R::PostOnlyWouldTake);
         }
@@ -1400,8 +1441,8 @@ impl Model {
             return Err(R::PostOnlyWouldTake);
         }
         let extra = reserve.saturating_sub(o.reserved);
-        if extra > self.bal(account, m.held_asset(o.side)).available {
-            return Err(R::InsufficientFunds);
+        if extra > 0 {
+            self.short_of(account, m.held_asset(o.side), extra)?;
         }
         Ok(AmendPlan::Change { index, ticks, total_lots, reserve })
     }

@@ -75,8 +75,9 @@ fn samples() -> Vec<Command> {
         Command::WithdrawComplete { tx: m },
         Command::WithdrawCancel { tx: 10 },
         Command::WithdrawCancel { tx: m },
-        Command::Transfer { tx: 11, from: 1, to: 2, asset: 3, amount: 99 },
-        Command::Transfer { tx: m, from: m, to: m, asset: m32, amount: m },
+        Command::Transfer { tx: 11, from: 1, to: 2, asset: 3, amount: 99, create_account: true },
+        Command::Transfer { tx: 12, from: 1, to: 2, asset: 3, amount: 99, create_account: false },
+        Command::Transfer { tx: m, from: m, to: m, asset: m32, amount: m, create_account: false },
         Command::Place(buy(ALICE, BTC_USDT, px(100), btc(3)).cid(4)),
         Command::Place(market_buy(ALICE, BTC_USDT, 1_000)),
         Command::Place(place_max),
@@ -123,6 +124,25 @@ fn every_variant_round_trips_within_the_size_bound() {
     println!("longest encoded command: {longest} bytes (bound {COMMAND_BYTES_MAX})");
 }
 
+/// Logs written before `create_account` existed must replay as they were written: their
+/// transfers (variant 7) created a new receiver, so they decode as `create_account: true`,
+/// whose bytes are exactly the old ones; `create_account: false` is the appended variant 12.
+#[test]
+fn transfer_bytes_of_older_logs_keep_their_meaning() {
+    // Version 1, variant 7, tx 11, from 1, to 2, asset 3, amount 99 (postcard varints):
+    // the bytes a transfer had before the flag.
+    let old = [COMMAND_CODEC_VERSION, 7, 11, 1, 2, 3, 99];
+    let create =
+        Command::Transfer { tx: 11, from: 1, to: 2, asset: 3, amount: 99, create_account: true };
+    assert_eq!(Command::decode(&old), Ok(create));
+    assert_eq!(encode(&create), old);
+    let existing =
+        Command::Transfer { tx: 11, from: 1, to: 2, asset: 3, amount: 99, create_account: false };
+    let new = [COMMAND_CODEC_VERSION, 12, 11, 1, 2, 3, 99];
+    assert_eq!(encode(&existing), new);
+    assert_eq!(Command::decode(&new), Ok(existing));
+}
+
 #[test]
 fn truncated_trailing_and_versioned_bytes_are_errors() {
     assert_eq!(Command::decode(&[]), Err(DecodeError::Empty));
@@ -138,9 +158,10 @@ fn truncated_trailing_and_versioned_bytes_are_errors() {
         other[0] = COMMAND_CODEC_VERSION.wrapping_add(1);
         assert_eq!(Command::decode(&other), Err(DecodeError::Version(other[0])));
     }
-    // A variant tag past the last one.
+    // A variant tag past the last one (the byte form has one more variant than
+    // `Command`: the transfer that must not create its receiver, 12).
     assert_eq!(
-        Command::decode(&[COMMAND_CODEC_VERSION, VARIANTS as u8]),
+        Command::decode(&[COMMAND_CODEC_VERSION, VARIANTS as u8 + 1]),
         Err(DecodeError::Malformed)
     );
     // A bool that is neither 0 nor 1 (post_only of a Place) must not decode as either.

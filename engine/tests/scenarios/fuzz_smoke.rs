@@ -291,6 +291,7 @@ impl Gen {
                 to: self.account(),
                 asset: self.asset(),
                 amount: self.amount(),
+                create_account: self.below(2) == 0,
             },
             92 | 93 => Command::SetMarketStatus {
                 market: self.market(),

@@ -1,6 +1,8 @@
 //! Deposits, withdrawals, transfers, tx idempotency, and the balance log.
 
-use bourse_engine::{BalanceLog, BalanceReason, Command, LedgerApplied, LedgerKind, RejectReason};
+use bourse_engine::{
+    BalanceLog, BalanceReason, Command, LedgerApplied, LedgerKind, RejectReason, Shortfall,
+};
 
 use crate::support::*;
 
@@ -13,7 +15,7 @@ fn withdraw(tx: u64, account: u64, asset: u32, amount: u64) -> Command {
 }
 
 fn transfer(tx: u64, from: u64, to: u64, asset: u32, amount: u64) -> Command {
-    Command::Transfer { tx, from, to, asset, amount }
+    Command::Transfer { tx, from, to, asset, amount, create_account: true }
 }
 
 /// Assets and markets, no funded accounts.
@@ -179,8 +181,8 @@ fn repeated_tx_returns_the_original_outcome_and_changes_nothing() {
     let mut h = empty();
     let original = h.ledger_ok(deposit(500, ALICE, BTC, 100));
     h.ledger_repeat(deposit(500, ALICE, BTC, 100), original);
-    // A repeat with other fields still gets the stored outcome (amount 100 for Alice).
-    h.ledger_repeat(deposit(500, BOB, ETH, 999), original);
+    // A repeat with other fields is refused, not answered with the stored outcome.
+    h.reject(deposit(500, BOB, ETH, 999), RejectReason::TxIdReusedWithDifferentParams);
     h.assert_bal(ALICE, BTC, 100, 0);
     assert!(!h.ex.account_exists(BOB));
     assert_eq!(h.supply(BTC), 100);
@@ -270,4 +272,94 @@ fn balance_log_reconstructs_every_balance() {
         assert_eq!(log.dropped(account), 0);
     }
     assert!(h.bal(FEE, USDT).available > 0, "fees were logged too");
+}
+
+/// A tx id reused with other parameters is refused (TigerBeetle's
+/// `exists_with_different_*`), changes nothing, and leaves the first outcome in place:
+/// the same parameters still return it. Every tx-id command.
+#[test]
+fn a_reused_tx_id_with_other_parameters_is_refused() {
+    let mut h = empty();
+    let first = h.ledger_ok(deposit(1001, ALICE, USDT, 2_500_500));
+    let reused = RejectReason::TxIdReusedWithDifferentParams;
+    h.reject(deposit(1001, ALICE, USDT, 5), reused);
+    h.reject(deposit(1001, BOB, USDT, 2_500_500), reused);
+    h.reject(deposit(1001, ALICE, BTC, 2_500_500), reused);
+    h.ledger_repeat(deposit(1001, ALICE, USDT, 2_500_500), first);
+
+    let pending = h.ledger_ok(withdraw(1002, ALICE, USDT, 500));
+    h.reject(withdraw(1002, ALICE, USDT, 501), reused);
+    h.ledger_repeat(withdraw(1002, ALICE, USDT, 500), pending);
+
+    let moved = h.ledger_ok(transfer(1003, ALICE, BOB, USDT, 100));
+    h.reject(transfer(1003, ALICE, CAROL, USDT, 100), reused);
+    h.reject(transfer(1003, BOB, ALICE, USDT, 100), reused);
+    h.ledger_repeat(transfer(1003, ALICE, BOB, USDT, 100), moved);
+    // The flag is not a parameter of the transfer that took effect.
+    let existing = Command::Transfer {
+        tx: 1003,
+        from: ALICE,
+        to: BOB,
+        asset: USDT,
+        amount: 100,
+        create_account: false,
+    };
+    h.ledger_repeat(existing, moved);
+
+    // A stored reject is not overwritten by a repeat with other parameters either.
+    h.reject_stored(withdraw(1004, ALICE, USDT, 1 << 40), RejectReason::InsufficientFunds);
+    h.reject(withdraw(1004, ALICE, USDT, 1), reused);
+    h.assert_bal(ALICE, USDT, 2_500_500 - 500 - 100, 500);
+    // Withdrawal steps name only the tx: nothing to differ in.
+    h.ledger_ok(Command::WithdrawComplete { tx: 1002 });
+}
+
+/// An insufficient-funds reject says which asset, how much was needed and how much was
+/// available: withdrawals, transfers, orders (the full hold) and amends (the extra hold).
+#[test]
+fn insufficient_funds_says_needed_and_available() {
+    let mut h = empty();
+    h.run_ok(deposit(1, ALICE, USDT, 1_000));
+    let short = |asset, needed, available| Some(Shortfall { asset, needed, available });
+    let r = h.reject_stored(withdraw(2, ALICE, USDT, 1_001), RejectReason::InsufficientFunds);
+    assert_eq!(r.shortfall, short(USDT, 1_001, 1_000));
+    let r = h.reject_stored(transfer(3, ALICE, BOB, USDT, 5_000), RejectReason::InsufficientFunds);
+    assert_eq!(r.shortfall, short(USDT, 5_000, 1_000));
+    // A buy of n BTC at 100 holds 100 * n USDT (withdrawal_rejects): 11 need 1_100.
+    let r = h.reject_place(buy(ALICE, BTC_USDT, px(100), btc(11)), RejectReason::InsufficientFunds);
+    assert_eq!(r.shortfall, short(USDT, 1_100, 1_000));
+    let id = h.rest(buy(ALICE, BTC_USDT, px(100), btc(6)));
+    h.assert_bal(ALICE, USDT, 400, 600);
+    // Up to 11: 500 more to hold, 400 available.
+    let order = bourse_engine::OrderRef::Id(id);
+    let amend = Command::Amend { account: ALICE, order, price: 0, qty: btc(11) };
+    let r = h.reject(amend, RejectReason::InsufficientFunds);
+    assert_eq!(r.shortfall, short(USDT, 500, 400));
+    // Every other reject carries none.
+    let r = h.reject_stored(withdraw(4, ALICE, USDT, 0), RejectReason::InvalidAmount);
+    assert_eq!(r.shortfall, None);
+}
+
+/// A transfer to an account that does not exist is refused unless it asks for the
+/// receiver's creation; deposits still create their account.
+#[test]
+fn a_transfer_creates_its_receiver_only_when_asked() {
+    let mut h = empty();
+    h.run_ok(deposit(1, ALICE, BTC, 5_000));
+    let to_nobody = |tx, create_account| Command::Transfer {
+        tx,
+        from: ALICE,
+        to: NOBODY,
+        asset: BTC,
+        amount: 10,
+        create_account,
+    };
+    h.reject_stored(to_nobody(2, false), RejectReason::UnknownReceiver);
+    assert!(!h.ex.account_exists(NOBODY));
+    h.ledger_ok(to_nobody(3, true));
+    assert!(h.ex.account_exists(NOBODY));
+    h.assert_bal(NOBODY, BTC, 10, 0);
+    // Once it exists, a transfer without the flag reaches it.
+    h.ledger_ok(to_nobody(4, false));
+    h.assert_bal(NOBODY, BTC, 20, 0);
 }

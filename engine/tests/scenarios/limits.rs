@@ -9,7 +9,7 @@ fn deposit(tx: u64, account: u64, asset: u32, amount: u64) -> Command {
 }
 
 fn transfer(tx: u64, from: u64, to: u64, asset: u32, amount: u64) -> Command {
-    Command::Transfer { tx, from, to, asset, amount }
+    Command::Transfer { tx, from, to, asset, amount, create_account: true }
 }
 
 #[test]

@@ -129,7 +129,14 @@ fn produce(reason: RejectReason) -> Rejected {
             h.reject(Command::WithdrawCancel { tx: 100 }, reason)
         }
         R::SameAccount => h.reject_stored(
-            Command::Transfer { tx: 100, from: ALICE, to: ALICE, asset: BTC, amount: 1 },
+            Command::Transfer {
+                tx: 100,
+                from: ALICE,
+                to: ALICE,
+                asset: BTC,
+                amount: 1,
+                create_account: false,
+            },
             reason,
         ),
         R::AmendNoChange => {
@@ -142,10 +149,32 @@ fn produce(reason: RejectReason) -> Rejected {
         R::TxIdConflict => {
             // Tx 1 is the first funding deposit.
             h.reject(
-                Command::Transfer { tx: 1, from: ALICE, to: BOB, asset: BTC, amount: 1 },
+                Command::Transfer {
+                    tx: 1,
+                    from: ALICE,
+                    to: BOB,
+                    asset: BTC,
+                    amount: 1,
+                    create_account: true,
+                },
                 reason,
             )
         }
+        R::TxIdReusedWithDifferentParams => {
+            // Tx 1 is the first funding deposit; the same id with another amount.
+            h.reject(deposit(1, ALICE, BTC, 7), reason)
+        }
+        R::UnknownReceiver => h.reject_stored(
+            Command::Transfer {
+                tx: 100,
+                from: ALICE,
+                to: NOBODY,
+                asset: BTC,
+                amount: 1,
+                create_account: false,
+            },
+            reason,
+        ),
         // Default limits: 2^41 ticks * 2^30 lots * qptl 1 = 2^71 > supply_max 2^62, while
         // each is within price_ticks_max (2^42 - 1) and qty_lots_max (2^40).
         R::NotionalTooLarge => {

@@ -221,7 +221,13 @@ impl Harness {
         assert!(!first.duplicate);
         assert_eq!(self.observable(), before, "stored reject {reason:?} changed balances");
         let again = only_reject(&self.run_unchanged(command));
-        assert_eq!(again, Rejected { duplicate: true, ..first }, "repeat of {command:?}");
+        // The duplicate carries no shortfall: the balance at the time is not stored.
+        assert_eq!(
+            again,
+            Rejected { duplicate: true, shortfall: None, ..first },
+            "repeat of {command:?}"
+        );
+        assert_eq!(first.shortfall.is_some(), reason == RejectReason::InsufficientFunds);
         first
     }
 

@@ -156,7 +156,7 @@ impl Lane {
         self.expected[to as usize] += amount;
         let tx = self.next_tx;
         self.next_tx += 1;
-        Command::Transfer { tx, from, to, asset: ASSET, amount }
+        Command::Transfer { tx, from, to, asset: ASSET, amount, create_account: true }
     }
 
     /// Generates and replays `n` transfers; `measured` picks the recorder.

@@ -753,6 +753,7 @@ mod tests {
             duplicate: false,
             index: 1,
             time_ns: 1,
+            shortfall: None,
         })
     }
 

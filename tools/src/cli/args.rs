@@ -216,7 +216,8 @@ pub enum AdminCmd {
         #[arg(long)]
         tx: u64,
     },
-    /// Move available funds between accounts.
+    /// Move available funds between accounts (the receiver must exist unless
+    /// --create-account).
     Transfer {
         from: u64,
         to: u64,
@@ -224,6 +225,9 @@ pub enum AdminCmd {
         amount: String,
         #[arg(long)]
         tx: u64,
+        /// Open the receiving account if it does not exist yet.
+        #[arg(long)]
+        create_account: bool,
     },
     /// Stop trading in a market (cancels still work).
     Halt { market: String },

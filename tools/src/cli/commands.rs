@@ -74,9 +74,17 @@ fn refusal(conn: &Conn, x: &Exchanged, id: RequestId, market: Option<&Market>) -
             m.symbol(),
             m.quote.show(m.info.spec.min_notional)
         ),
+        (RejectCause::Engine { reason: R::TxIdReusedWithDifferentParams, .. }, _, _) => {
+            " — the first request with this tx stands; use a new --tx for a new transaction"
+                .to_string()
+        }
+        (RejectCause::Engine { reason: R::UnknownReceiver, .. }, _, _) => {
+            " — add --create-account to open the receiving account with this transfer".to_string()
+        }
         _ => String::new(),
     };
-    Some(CliError::Refused(format!("{}{hint}", render::reject_reason(&r))))
+    let short = render::shortfall(&conn.catalog, &r);
+    Some(CliError::Refused(format!("{}{short}{hint}", render::reject_reason(&r))))
 }
 
 fn no_answer(what: &str) -> CliError {
@@ -463,7 +471,8 @@ fn tail_lines(conn: &Conn, message: &Incoming, no_book: bool) -> Option<(u64, Ve
         Incoming::Msg(m) => match m {
             ServerMessage::Accepted(a) => one(a.time_ns, render::accepted(c, a)),
             ServerMessage::Rejected(r) => {
-                one(r.time_ns, format!("rejected: {}", render::reject_reason(r)))
+                let short = render::shortfall(c, r);
+                one(r.time_ns, format!("rejected: {}{short}", render::reject_reason(r)))
             }
             ServerMessage::Trade(t) => one(t.time_ns, render::trade(c, t)),
             ServerMessage::Done(d) => one(d.time_ns, render::done(c, d)),
@@ -564,10 +573,17 @@ fn admin_request(conn: &Conn, cmd: &AdminCmd) -> Result<Option<AdminRequest>, Cl
         }
         AdminCmd::WithdrawComplete { tx } => AdminRequest::WithdrawComplete { tx: *tx },
         AdminCmd::WithdrawCancel { tx } => AdminRequest::WithdrawCancel { tx: *tx },
-        AdminCmd::Transfer { from, to, asset, amount, tx } => {
+        AdminCmd::Transfer { from, to, asset, amount, tx, create_account } => {
             let u = c.find_asset(asset)?;
             let amount = u.parse("amount", amount)?;
-            AdminRequest::Transfer { tx: *tx, from: *from, to: *to, asset: u.asset, amount }
+            AdminRequest::Transfer {
+                tx: *tx,
+                from: *from,
+                to: *to,
+                asset: u.asset,
+                amount,
+                create_account: *create_account,
+            }
         }
         AdminCmd::Halt { market } => AdminRequest::SetMarketStatus {
             market: c.find_market(market)?.id(),

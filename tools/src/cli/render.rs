@@ -76,6 +76,18 @@ pub fn reject_reason(r: &RejectReport) -> String {
     format!("{what}{ids}")
 }
 
+/// For an insufficient-funds reject: ", needed 1100 USDT, available 1000 USDT" (for an
+/// amend the extra hold); empty for every other reject and for repeats.
+pub fn shortfall(catalog: &Catalog, r: &RejectReport) -> String {
+    match r.shortfall {
+        Some(s) => {
+            let units = catalog.units(s.asset);
+            format!(", needed {}, available {}", units.show(s.needed), units.show(s.available))
+        }
+        None => String::new(),
+    }
+}
+
 /// "accepted order 17 (client 5): buy 0.5 BTC @ 50000.00 USDT".
 pub fn accepted(catalog: &Catalog, a: &AcceptedReport) -> String {
     let m = market_of(catalog, a.market);
