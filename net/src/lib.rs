@@ -20,6 +20,9 @@
 //! - [`server`]: the `bourse` daemon: pinned net core (monoio, io_uring) + shard core.
 //! - [`config`]: the daemon's TOML configuration (defaults: the demo exchange).
 //! - [`durable`]: the command log on disk, snapshots (engine + report streams), recovery.
+//! - [`metrics`], [`metrics_http`]: counters, gauges and per-hop latency histograms of the
+//!   running daemon, served over HTTP (Prometheus text, `/health`, `/ready`).
+//! - [`hgrm`]: the `.hgrm` percentile-distribution text format.
 //!
 //! See net/README.md for the protocol rules (sessions, resume, limits, errors).
 
@@ -32,7 +35,10 @@ pub mod durable;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hgrm;
 pub mod journal;
+pub mod metrics;
+pub mod metrics_http;
 pub mod protocol;
 pub mod ratelimit;
 pub mod server;

@@ -337,6 +337,8 @@ pub struct GatewayStats {
     pub frames_in: u64,
     pub session_rejects: u64,
     pub closes: u64,
+    /// Successful logons since start (metrics).
+    pub logons: u64,
 }
 
 /// All connections and sessions of one net core. See the module documentation.
@@ -772,6 +774,7 @@ impl Gateway {
             deliver_seq,
         });
         self.stats.logged_on += 1;
+        self.stats.logons += 1;
         let ack = LogonAck {
             session_id,
             next_seq,
