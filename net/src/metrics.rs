@@ -26,8 +26,9 @@
 //! - `wal_sync`: one WAL batch's write + fdatasync (WAL io thread).
 //! - `snapshot_stall`: the shard core's copy of the engine for a snapshot.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use bourse_engine::{CommandKind, EventKind};
@@ -282,6 +283,8 @@ pub struct Metrics {
     pub net: NetCounters,
     pub shard: ShardGauges,
     wal: Mutex<Option<WalMonitor>>,
+    /// Where the metrics thread listens, once it does.
+    http_addr: OnceLock<SocketAddr>,
     /// Recorders made but not yet taken by the metrics thread (registration only, never
     /// on a hot path).
     links: Mutex<Vec<RecorderLink>>,
@@ -303,6 +306,7 @@ impl Metrics {
             net: NetCounters::default(),
             shard: ShardGauges::default(),
             wal: Mutex::new(None),
+            http_addr: OnceLock::new(),
             links: Mutex::new(Vec::new()),
         })
     }
@@ -337,6 +341,15 @@ impl Metrics {
     /// The WAL whose counters and durable index are exported.
     pub fn watch_wal(&self, wal: WalMonitor) {
         *self.wal.lock().unwrap_or_else(|e| e.into_inner()) = Some(wal);
+    }
+
+    /// Where `/metrics` is served (`None`: metrics off, or not started yet).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr.get().copied()
+    }
+
+    pub(crate) fn set_http_addr(&self, addr: SocketAddr) {
+        let _ = self.http_addr.set(addr);
     }
 
     pub fn uptime_secs(&self) -> u64 {

@@ -231,3 +231,37 @@ fn respond(stream: &mut TcpStream, status: &str, kind: &str, body: &[u8]) -> std
     stream.write_all(body)?;
     stream.flush()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(addr: SocketAddr, request: &str) -> String {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        text
+    }
+
+    #[test]
+    fn ready_is_503_until_set_and_requests_are_bounded() {
+        let metrics = Metrics::new(true);
+        let listen = "127.0.0.1:0".parse().unwrap();
+        let server = MetricsServer::start(listen, metrics.clone(), None, None).unwrap();
+        let addr = server.addr;
+        assert!(get(addr, "GET /ready HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 503"));
+        assert!(get(addr, "GET /health HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 200"));
+        metrics.ready.store(true, Ordering::Relaxed);
+        assert!(get(addr, "GET /ready HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 200"));
+        assert!(get(addr, "POST /ready HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 405"));
+        let huge =
+            format!("GET /metrics HTTP/1.0\r\nX: {}\r\n\r\n", "a".repeat(2 * REQUEST_BYTES_MAX));
+        assert!(get(addr, &huge).starts_with("HTTP/1.0 431"));
+        let metrics_text = get(addr, "GET /metrics HTTP/1.0\r\n\r\n");
+        assert!(metrics_text.contains("bourse_ready 1"), "{metrics_text}");
+        drop(server);
+        assert!(TcpStream::connect(addr).is_err(), "the port is closed once stopped");
+    }
+}

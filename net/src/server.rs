@@ -497,6 +497,7 @@ pub fn start_metrics(config: &Config, metrics: &Arc<Metrics>) -> Option<MetricsS
     let avoid = config.server.pin.then_some(config.server.shard_core);
     match MetricsServer::start(m.listen, metrics.clone(), avoid, m.hlog_file.clone()) {
         Ok(server) => {
+            metrics.set_http_addr(server.addr);
             eprintln!("bourse: metrics on http://{}/metrics", server.addr);
             Some(server)
         }
@@ -629,6 +630,7 @@ fn wal_sync_recorder(metrics: &Arc<Metrics>) -> Option<bourse_replication::wal::
 /// SIGTERM stops the daemon, and stopped on drop.
 pub struct BackgroundServer {
     pub addr: std::net::SocketAddr,
+    metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<Result<ServerReport, ServerError>>>,
 }
@@ -643,19 +645,32 @@ impl BackgroundServer {
             .name("bourse-server".into())
             .spawn(move || {
                 let start = Start::memory(&config)?;
+                let metrics = start.metrics.clone();
                 run_with(&config, start, thread_stop, |addr| {
-                    let _ = tx.send(addr);
+                    let _ = tx.send((addr, metrics));
                 })
             })
             .map_err(ServerError::Runtime)?;
         match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(addr) => Ok(BackgroundServer { addr, stop, thread: Some(thread) }),
+            Ok((addr, metrics)) => {
+                Ok(BackgroundServer { addr, metrics, stop, thread: Some(thread) })
+            }
             // It stopped before listening: its own error says why.
             Err(_) => Err(match thread.join() {
                 Ok(Err(e)) => e,
                 _ => ServerError::Config("the server did not start within 20 s".into()),
             }),
         }
+    }
+
+    /// Where its metrics are served (`metrics.listen`; `None` if metrics are off).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.http_addr()
+    }
+
+    /// Its counters and gauges, as the metrics thread sees them.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Stops it and returns what it reports (the final engine among it).
