@@ -13,6 +13,7 @@ use bourse_engine::{OrderType, Side, StpMode, TimeInForce};
 use bourse_net::client::{BlockingClient, Incoming};
 use bourse_net::protocol::*;
 use daemon::*;
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 
 const BTC_USDT: u32 = 1;
 /// 50,000.00 USDT, in minor units.
@@ -105,6 +106,12 @@ fn metrics_health_ready_and_hop_histograms_of_a_loaded_daemon() {
     let dir = TestDir::new("metrics-live");
     let data = dir.join("data");
     let config = write_config(&dir, "metrics", &data, &Settings::memory());
+    // The daemon's own interval log too.
+    let hlog = dir.join("latency.hlog");
+    let mut file: toml::Table = std::fs::read_to_string(&config).unwrap().parse().unwrap();
+    let metrics_table = file.get_mut("metrics").and_then(|m| m.as_table_mut()).unwrap();
+    metrics_table.insert("hlog_file".into(), hlog.to_str().unwrap().into());
+    std::fs::write(&config, toml::to_string(&file).unwrap()).unwrap();
     let mut daemon = Daemon::start(&config);
     let metrics = daemon.metrics_addr();
 
@@ -171,6 +178,23 @@ fn metrics_health_ready_and_hop_histograms_of_a_loaded_daemon() {
         hops += 1;
     }
     assert_eq!(hops, 7, "{body}");
+
+    // The interval log (one interval per second per hop with latencies) shows the load.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let log = std::fs::read(&hlog).unwrap_or_default();
+        let tags: Vec<String> = IntervalLogIterator::new(&log)
+            .filter_map(|e| match e {
+                Ok(LogEntry::Interval(i)) => i.tag().map(|t| t.as_str().to_string()),
+                _ => None,
+            })
+            .collect();
+        if tags.iter().any(|t| t == "apply") && tags.iter().any(|t| t == "apply_to_write") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no intervals in {}: {tags:?}", hlog.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     let stderr = daemon.terminate();
     assert!(!stderr.contains("metrics are off"), "{stderr}");
