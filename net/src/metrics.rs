@@ -211,6 +211,7 @@ pub struct NetCounters {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub session_rejects: AtomicU64,
+    pub session_rejects_by_reason: [AtomicU64; crate::session::SESSION_REASON_SLOTS],
     pub closes: AtomicU64,
     pub request_ring_depth: AtomicU64,
     pub output_ring_depth: AtomicU64,
@@ -231,6 +232,7 @@ impl Default for NetCounters {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             session_rejects: AtomicU64::new(0),
+            session_rejects_by_reason: std::array::from_fn(|_| AtomicU64::new(0)),
             closes: AtomicU64::new(0),
             request_ring_depth: AtomicU64::new(0),
             output_ring_depth: AtomicU64::new(0),
@@ -495,6 +497,19 @@ fn scrape(m: &Metrics, hops: &HopTotals) -> Scrape {
             ));
         }
     }
+    for (code, c) in n.session_rejects_by_reason.iter().enumerate() {
+        let v = get(c);
+        if v > 0 {
+            let reason = crate::protocol::SessionReason::from_code(code as u16)
+                .map_or_else(|| format!("code_{code}"), |r| format!("{r:?}"));
+            counters.push((
+                "bourse_session_rejects_by_reason",
+                "requests the gateway refused, by reason",
+                vec![("reason".to_string(), reason)],
+                v,
+            ));
+        }
+    }
     for (code, c) in n.engine_rejects.iter().enumerate() {
         let v = get(c);
         if v > 0 {
@@ -716,6 +731,8 @@ mod tests {
             4,
         );
         set(&metrics.shard.open_orders, 12);
+        let rate_limited = crate::protocol::SessionReason::RateLimited as usize;
+        bump(&metrics.net.session_rejects_by_reason[rate_limited], 2);
         metrics.ready.store(true, Ordering::Relaxed);
         let mut recorder = metrics.recorder(&[Hop::Apply]);
         for v in 1..=100 {
@@ -732,6 +749,7 @@ mod tests {
         assert!(has("bourse_commands_total{kind=\"cancel\"} 1"), "{text}");
         assert!(has("bourse_engine_rejects_total{reason=\"InsufficientFunds\"} 4"), "{text}");
         assert!(has("bourse_open_orders 12.0"), "{text}");
+        assert!(has("bourse_session_rejects_by_reason_total{reason=\"RateLimited\"} 2"), "{text}");
         assert!(has("bourse_ready 1.0"), "{text}");
         assert!(has("bourse_hop_latency_count_total{hop=\"apply\"} 100"), "{text}");
         let p50 = text

@@ -321,6 +321,10 @@ impl NetCore {
         set(&n.logons, stats.logons);
         set(&n.frames_in, stats.frames_in);
         set(&n.session_rejects, stats.session_rejects);
+        for (slot, value) in n.session_rejects_by_reason.iter().zip(stats.session_rejects_by_reason)
+        {
+            set(slot, value);
+        }
         set(&n.closes, stats.closes);
         let requests = self.requests.borrow();
         set(&n.request_ring_depth, (requests.buffer().capacity() - requests.slots()) as u64);
