@@ -553,6 +553,16 @@ impl Exchange {
         self.account_slot(account).is_some()
     }
 
+    /// How many accounts exist (metrics; no allocation).
+    pub fn accounts_len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// Orders resting on every book together (metrics; no allocation).
+    pub fn open_orders_len(&self) -> u64 {
+        u64::from(self.orders_open)
+    }
+
     /// Every account, in creation order.
     pub fn accounts(&self) -> Vec<AccountId> {
         self.accounts.iter().map(|a| a.id).collect()

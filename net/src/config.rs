@@ -43,6 +43,8 @@ pub struct FileConfig {
     pub accounts: Vec<AccountEntry>,
     #[serde(default)]
     pub keys: Vec<KeyEntry>,
+    #[serde(default)]
+    pub metrics: MetricsSection,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -141,6 +143,33 @@ impl Default for StorageSection {
             snapshot_every_secs: 300,
             snapshots_keep: 3,
             flush_interval_us: 1_000,
+        }
+    }
+}
+
+/// The metrics endpoint (`/metrics`, `/health`, `/ready`, `/histograms`) and the
+/// per-hop latency histograms (net/README.md, "Metrics").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Serve the endpoint at all (false: no metrics thread, no port).
+    pub enabled: bool,
+    /// Its own HTTP port; keep it off the public network (no authentication).
+    pub listen: SocketAddr,
+    /// Record per-hop latency histograms (false: no clock reads for them on the order
+    /// path; counters and gauges are still served).
+    pub histograms: bool,
+    /// Append one interval per second per hop to this HdrHistogram interval log (`.hlog`).
+    pub hlog_file: Option<PathBuf>,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            enabled: true,
+            listen: "127.0.0.1:9400".parse().expect("valid address"),
+            histograms: true,
+            hlog_file: None,
         }
     }
 }
@@ -244,6 +273,7 @@ pub struct Config {
     pub keys: Vec<ApiKey>,
     /// Commands that set up assets, markets and deposits on a fresh exchange.
     pub bootstrap: Vec<Command>,
+    pub metrics: MetricsSection,
 }
 
 /// What is wrong with a configuration, in words an operator can act on.
@@ -342,7 +372,16 @@ impl FileConfig {
             }
         }
         let keys = self.keys.iter().map(KeyEntry::resolve).collect::<Result<Vec<_>, _>>()?;
-        Ok(Config { server: self.server, storage: self.storage, gateway, engine, keys, bootstrap })
+        let metrics = self.metrics;
+        Ok(Config {
+            server: self.server,
+            storage: self.storage,
+            gateway,
+            engine,
+            keys,
+            bootstrap,
+            metrics,
+        })
     }
 }
 

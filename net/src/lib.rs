@@ -22,6 +22,9 @@
 //! - [`durable`]: the command log on disk, snapshots (engine + report streams), recovery.
 //! - [`datalock`]: one daemon per data directory (`flock` on `data_dir/LOCK`).
 //! - [`port`]: one daemon per port (no SO_REUSEPORT; bound before recovery).
+//! - [`metrics`], [`metrics_http`]: counters, gauges and per-hop latency histograms of the
+//!   running daemon, served over HTTP (Prometheus text, `/health`, `/ready`).
+//! - [`hgrm`]: the `.hgrm` percentile-distribution text format.
 //!
 //! See net/README.md for the protocol rules (sessions, resume, limits, errors).
 
@@ -42,8 +45,11 @@ pub mod durable;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hgrm;
 pub mod journal;
 pub mod log;
+pub mod metrics;
+pub mod metrics_http;
 pub mod notify;
 pub mod port;
 pub mod preflight;

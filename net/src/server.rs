@@ -37,6 +37,8 @@ use crate::auth::KeyStore;
 use crate::config::{Config, Durability};
 use crate::datalock::DataDirLock;
 use crate::durable::{self, SnapshotJob, SnapshotThread, WalLog};
+use crate::metrics::{Hop, HopRecorder, Metrics};
+use crate::metrics_http::MetricsServer;
 use crate::port::{PortError, ReservedPort};
 use crate::protocol::{
     AssetInfo, MarketInfo, OpenOrderInfo, SessionReason, OPEN_ORDERS_PER_REPLY_MAX,
@@ -114,6 +116,9 @@ struct ConnIo {
     /// the writer flushes, then shuts the socket; a flush that takes longer than
     /// `CLOSE_FLUSH` (the peer does not read) is cut short by the tick task.
     closing_since: Cell<Option<Instant>>,
+    /// When the oldest command whose reports wait to be written was applied (wall ns;
+    /// 0: none): the `apply_to_write` hop ends when a write taken after it completes.
+    ack_since: Cell<u64>,
 }
 
 impl ConnIo {
@@ -172,6 +177,11 @@ struct NetCore {
     audit: RefCell<Vec<Audit>>,
     /// TLS on the client port (`[server.tls]`); `None`: plaintext.
     tls: Option<Arc<rustls::ServerConfig>>,
+    metrics: Arc<Metrics>,
+    /// The net core's latency recording (read -> ring, apply -> write).
+    recorder: RefCell<HopRecorder>,
+    /// When the bytes being handled were read (wall ns; the start of `read_to_ring`).
+    read_ns: Cell<u64>,
 }
 
 impl NetCore {
@@ -224,7 +234,8 @@ impl NetCore {
     fn act(&self, action: Action) -> bool {
         match action {
             Action::Submit { origin, command } => {
-                self.submit(Request::Command { origin: Some(origin), command })
+                let ring_ns = self.read_ns.get();
+                self.submit(Request::Command { origin: Some(origin), command, ring_ns })
             }
             Action::Query { origin, query } => {
                 let query = match query {
@@ -254,16 +265,17 @@ impl NetCore {
     }
 
     /// Queues a request for the shard, in order: behind the backlog if there is one.
-    fn submit(&self, request: Request) -> bool {
+    fn submit(&self, mut request: Request) -> bool {
         let mut backlog = self.backlog.borrow_mut();
-        if backlog.is_empty() {
-            match self.requests.borrow_mut().push(request) {
-                Ok(()) => return true,
-                Err(rtrb::PushError::Full(request)) => backlog.push_back(request),
-            }
-        } else {
-            backlog.push_back(request);
+        let mut requests = self.requests.borrow_mut();
+        // Stamped only when it is sure to go in, so each command is measured once.
+        if backlog.is_empty() && requests.slots() > 0 {
+            self.stamp_ring(&mut request);
+            let pushed = requests.push(request);
+            assert!(pushed.is_ok(), "the producer saw a free slot");
+            return true;
         }
+        backlog.push_back(request);
         false
     }
 
@@ -275,11 +287,11 @@ impl NetCore {
         }
         let mut requests = self.requests.borrow_mut();
         let mut moved = false;
-        while let Some(request) = backlog.pop_front() {
-            if let Err(rtrb::PushError::Full(request)) = requests.push(request) {
-                backlog.push_front(request);
-                break;
-            }
+        while requests.slots() > 0 {
+            let Some(mut request) = backlog.pop_front() else { break };
+            self.stamp_ring(&mut request);
+            let pushed = requests.push(request);
+            assert!(pushed.is_ok(), "the producer saw a free slot");
             moved = true;
         }
         if moved {
@@ -293,6 +305,23 @@ impl NetCore {
     /// Why the snapshot writer failed, once it has (fatal, like a log failure).
     fn snapshot_failure(&self) -> Option<String> {
         self.snapshot_thread.borrow().as_ref().and_then(SnapshotThread::failure)
+    }
+
+    /// Ends `read_to_ring` for a command about to enter the ring and stamps it with the
+    /// time, for the shard to end `ring_to_sequenced`.
+    fn stamp_ring(&self, request: &mut Request) {
+        let Request::Command { ring_ns, .. } = request else { return };
+        if *ring_ns == 0 {
+            return;
+        }
+        let mut recorder = self.recorder.borrow_mut();
+        if !recorder.enabled() {
+            *ring_ns = 0;
+            return;
+        }
+        let now = now_ns();
+        recorder.record(Hop::ReadToRing, now.saturating_sub(*ring_ns));
+        *ring_ns = now;
     }
 
     fn backlogged(&self) -> bool {
@@ -313,6 +342,31 @@ impl NetCore {
         }
     }
 
+    /// Copies the gateway's counters and the ring depths into the metrics (every tick),
+    /// and hands the net core's latencies to the metrics thread when due.
+    fn publish_metrics(&self) {
+        use crate::metrics::set;
+        let stats = self.gateway.borrow().stats();
+        let n = &self.metrics.net;
+        set(&n.connections_accepted, self.connections_served.get());
+        set(&n.connections_open, stats.connections as u64);
+        set(&n.sessions_logged_on, stats.logged_on as u64);
+        set(&n.logons, stats.logons);
+        set(&n.frames_in, stats.frames_in);
+        set(&n.session_rejects, stats.session_rejects);
+        for (slot, value) in n.session_rejects_by_reason.iter().zip(stats.session_rejects_by_reason)
+        {
+            set(slot, value);
+        }
+        set(&n.closes, stats.closes);
+        let requests = self.requests.borrow();
+        set(&n.request_ring_depth, (requests.buffer().capacity() - requests.slots()) as u64);
+        set(&n.output_ring_depth, self.outputs.borrow().slots() as u64);
+        set(&n.backlog_depth, self.backlog.borrow().len() as u64);
+        drop(requests);
+        self.recorder.borrow_mut().maybe_publish(now_ns());
+    }
+
     /// Handles what the shard produced; true if there was anything.
     fn drain_outputs(&self) -> bool {
         let mut handled = 0;
@@ -329,8 +383,19 @@ impl NetCore {
             let mut gateway = self.gateway.borrow_mut();
             let mut events = self.events.borrow_mut();
             match output {
-                Output::Event(event) => events.push(event),
-                Output::Applied { origin, .. } => {
+                Output::Event(event) => {
+                    self.metrics.net.on_event(&event.kind);
+                    events.push(event)
+                }
+                Output::Applied { origin, kind, applied_ns, .. } => {
+                    self.metrics.net.on_applied(kind);
+                    if let (Some(origin), true) = (origin, applied_ns != 0) {
+                        if let Some(io) = self.conns.borrow().get(&origin.conn) {
+                            if io.ack_since.get() == 0 {
+                                io.ack_since.set(applied_ns);
+                            }
+                        }
+                    }
                     gateway.on_events(origin, &events, now, &mut actions);
                     events.clear();
                     if origin.is_none() && self.bootstrap_left.get() > 0 {
@@ -460,6 +525,35 @@ pub struct Start<L> {
     pub data_dir_lock: Option<DataDirLock>,
     /// The client port, bound before recovery (`None`: `run_with` binds it).
     pub reserved_port: Option<ReservedPort>,
+    /// Counters, gauges and latency recorders of this run.
+    pub metrics: Arc<Metrics>,
+    /// The metrics thread, if it was started before recovery (`run` does, so `/ready`
+    /// answers 503 while recovery runs); otherwise `run_with` starts it.
+    pub metrics_server: Option<MetricsServer>,
+}
+
+/// Starts the metrics thread the config asks for. A port that cannot be bound stops
+/// nothing but metrics: the trading port matters more (said loudly on stderr).
+pub fn start_metrics(config: &Config, metrics: &Arc<Metrics>) -> Option<MetricsServer> {
+    let m = &config.metrics;
+    if !m.enabled {
+        return None;
+    }
+    let avoid = config.server.pin.then_some(config.server.shard_core);
+    match MetricsServer::start(m.listen, metrics.clone(), avoid, m.hlog_file.clone()) {
+        Ok(server) => {
+            metrics.set_http_addr(server.addr);
+            eprintln!("bourse: metrics on http://{}/metrics", server.addr);
+            Some(server)
+        }
+        Err(e) => {
+            eprintln!(
+                "bourse: WARNING: metrics: cannot listen on {}: {e}; metrics are off",
+                m.listen
+            );
+            None
+        }
+    }
 }
 
 fn new_gateway(config: &Config) -> Result<Gateway, ServerError> {
@@ -486,6 +580,8 @@ impl Start<MemoryLog> {
             snapshot_thread: None,
             data_dir_lock: None,
             reserved_port: None,
+            metrics: Metrics::new(config.metrics.histograms),
+            metrics_server: None,
         })
     }
 }
@@ -494,6 +590,15 @@ impl Start<WalLog> {
     /// The exchange in `data_dir`: recovered from its newest snapshot and log, or fresh
     /// (then set up by the config's bootstrap, through the log like any command).
     pub fn durable(config: &Config, data_dir: &Path) -> Result<Start<WalLog>, ServerError> {
+        Start::durable_observed(config, data_dir, Metrics::new(config.metrics.histograms))
+    }
+
+    /// `durable`, measured into `metrics` (the WAL's fsync latency and counters).
+    pub fn durable_observed(
+        config: &Config,
+        data_dir: &Path,
+        metrics: Arc<Metrics>,
+    ) -> Result<Start<WalLog>, ServerError> {
         let storage = &config.storage;
         // Before anything in the directory is read: one daemon per data directory.
         let data_dir_lock = DataDirLock::acquire(data_dir).map_err(ServerError::Storage)?;
@@ -517,6 +622,7 @@ impl Start<WalLog> {
         let wal_options = WalOptions {
             // An fsync that commits entries (disk mode) wakes a parked shard core.
             on_durable: Some(Arc::new(move |_| ring.ring_shard())),
+            on_sync: wal_sync_recorder(&metrics),
             io_cpu,
             batch_interval,
             ..WalOptions::default()
@@ -537,6 +643,7 @@ impl Start<WalLog> {
             SnapshotThread::spawn(recovered.store, snapshots.in_flight.clone(), keep_from.clone())
                 .map_err(ServerError::Runtime)?;
         let last_time_ns = recovered.engine.last_time_ns();
+        metrics.watch_wal(recovered.wal.monitor());
         Ok(Start {
             engine: recovered.engine,
             gateway: recovered.gateway,
@@ -549,8 +656,26 @@ impl Start<WalLog> {
             snapshot_thread: Some(snapshot_thread),
             data_dir_lock: Some(data_dir_lock),
             reserved_port: Some(reserved_port),
+            metrics,
+            metrics_server: None,
         })
     }
+}
+
+/// The WAL io thread's `wal_sync` recorder. The callback must be `Sync`; only the io
+/// thread ever calls it, so the mutex is never contended, and `try_lock` makes sure it
+/// could never wait anyway (a sample would be dropped instead).
+fn wal_sync_recorder(metrics: &Arc<Metrics>) -> Option<bourse_replication::wal::SyncCallback> {
+    if !metrics.histograms() {
+        return None;
+    }
+    let recorder = std::sync::Mutex::new(metrics.recorder(&[Hop::WalSync]));
+    Some(Arc::new(move |took: Duration| {
+        if let Ok(mut recorder) = recorder.try_lock() {
+            recorder.record(Hop::WalSync, took.as_nanos() as u64);
+            recorder.maybe_publish(now_ns());
+        }
+    }))
 }
 
 /// A memory-only server on its own thread (tests, the load generator's in-process
@@ -558,6 +683,7 @@ impl Start<WalLog> {
 /// SIGTERM stops the daemon, and stopped on drop.
 pub struct BackgroundServer {
     pub addr: std::net::SocketAddr,
+    metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<Result<ServerReport, ServerError>>>,
 }
@@ -572,19 +698,32 @@ impl BackgroundServer {
             .name("bourse-server".into())
             .spawn(move || {
                 let start = Start::memory(&config)?;
+                let metrics = start.metrics.clone();
                 run_with(&config, start, thread_stop, |addr| {
-                    let _ = tx.send(addr);
+                    let _ = tx.send((addr, metrics));
                 })
             })
             .map_err(ServerError::Runtime)?;
         match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(addr) => Ok(BackgroundServer { addr, stop, thread: Some(thread) }),
+            Ok((addr, metrics)) => {
+                Ok(BackgroundServer { addr, metrics, stop, thread: Some(thread) })
+            }
             // It stopped before listening: its own error says why.
             Err(_) => Err(match thread.join() {
                 Ok(Err(e)) => e,
                 _ => ServerError::Config("the server did not start within 20 s".into()),
             }),
         }
+    }
+
+    /// Where its metrics are served (`metrics.listen`; `None` if metrics are off).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.http_addr()
+    }
+
+    /// Its counters and gauges, as the metrics thread sees them.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Stops it and returns what it reports (the final engine among it).
@@ -623,7 +762,11 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<ServerReport, Serve
     match &config.storage.data_dir {
         None => run_with(config, Start::memory(config)?, stop, |_| {}),
         Some(dir) => {
-            let start = Start::durable(config, dir)?;
+            // Metrics first, so `/health` answers and `/ready` says 503 during recovery.
+            let metrics = Metrics::new(config.metrics.histograms);
+            let metrics_server = start_metrics(config, &metrics);
+            let mut start = Start::durable_observed(config, dir, metrics)?;
+            start.metrics_server = metrics_server;
             signal_hook::flag::register(
                 signal_hook::consts::SIGUSR1,
                 start.snapshots.requested.clone(),
@@ -666,7 +809,7 @@ pub fn run_with<L: CommandLog + Send + 'static>(
         // The ring is empty and sized for thousands; a bootstrap larger than it is a
         // config error worth stopping for.
         requests_tx
-            .push(Request::Command { origin: None, command })
+            .push(Request::Command { origin: None, command, ring_ns: 0 })
             .map_err(|_| ServerError::Config("bootstrap larger than server.ring_entries".into()))?;
     }
     let options = ShardOptions {
@@ -690,6 +833,9 @@ pub fn run_with<L: CommandLog + Send + 'static>(
     let start_index = start.last_index;
     // Held until everything below has stopped and the log is closed.
     let data_dir_lock = start.data_dir_lock;
+    let shard = shard.with_metrics(&start.metrics);
+    let metrics = start.metrics.clone();
+    let _metrics_server = start.metrics_server.or_else(|| start_metrics(config, &metrics));
     let shard_bells = bells.clone();
     let (shard_core, pin) = (config.server.shard_core, config.server.pin);
     let shard_thread = std::thread::Builder::new()
@@ -728,6 +874,9 @@ pub fn run_with<L: CommandLog + Send + 'static>(
         audit_log: RefCell::new(AuditLog::default()),
         audit: RefCell::new(Vec::new()),
         tls,
+        recorder: RefCell::new(metrics.recorder(&[Hop::ReadToRing, Hop::ApplyToWrite])),
+        metrics,
+        read_ns: Cell::new(0),
     });
     bells.ring_shard();
     ready(local);
@@ -800,6 +949,7 @@ async fn net_main(core: Rc<NetCore>, listener: TcpListener, stop: Arc<AtomicBool
     if let Ok(local) = listener.local_addr() {
         crate::notify::ready(local);
     }
+    core.metrics.ready.store(true, Ordering::Relaxed);
     loop {
         monoio::select! {
             accepted = listener.accept() => match accepted {
@@ -812,6 +962,7 @@ async fn net_main(core: Rc<NetCore>, listener: TcpListener, stop: Arc<AtomicBool
             _ = core.stop.wait() => break,
         }
     }
+    core.metrics.ready.store(false, Ordering::Relaxed);
     drop(listener);
     // Close every connection with a Logout(Shutdown), let the writers flush, then go.
     let now = now_ns();
@@ -859,6 +1010,7 @@ fn accept(core: &Rc<NetCore>, stream: TcpStream, peer: std::net::SocketAddr) {
         fd: stream.as_raw_fd(),
         writer: LocalNotify::default(),
         closing_since: Cell::new(None),
+        ack_since: Cell::new(0),
     });
     core.conns.borrow_mut().insert(conn, io.clone());
     match core.tls.clone() {
@@ -922,12 +1074,16 @@ async fn read_loop<R: ReadBytes>(core: Rc<NetCore>, conn: ConnId, io: Rc<ConnIo>
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        let now = now_ns();
+        core.read_ns.set(now);
+        crate::metrics::bump(&core.metrics.net.bytes_in, n as u64);
         {
             let mut actions = core.actions.borrow_mut();
-            core.gateway.borrow_mut().on_bytes(conn, now_ns(), &buf[..n], &mut actions);
+            core.gateway.borrow_mut().on_bytes(conn, now, &buf[..n], &mut actions);
         }
         buf.clear();
         core.settle();
+        core.read_ns.set(0);
         if io.closing() {
             // The writer flushes and shuts the socket; the read then returns 0.
             continue;
@@ -959,11 +1115,20 @@ async fn write_loop<W: WriteBytes>(core: Rc<NetCore>, conn: ConnId, io: Rc<ConnI
             continue;
         }
         let n = buf.len();
+        // Reports of commands applied before this copy are in it.
+        let acked_since = io.ack_since.replace(0);
         let (result, returned) = writer.write_all_bytes(buf).await;
         buf = returned;
         buf.clear();
         if result.is_err() {
             break;
+        }
+        crate::metrics::bump(&core.metrics.net.bytes_out, n as u64);
+        if acked_since != 0 {
+            let now = now_ns();
+            let mut recorder = core.recorder.borrow_mut();
+            recorder.record(Hop::ApplyToWrite, now.saturating_sub(acked_since));
+            recorder.maybe_publish(now);
         }
         {
             let mut actions = core.actions.borrow_mut();
@@ -1023,6 +1188,7 @@ async fn tick_task(core: Rc<NetCore>, stop: Arc<AtomicBool>) {
         core.settle();
         core.flush_backlog();
         core.audit_log.borrow_mut().flush(now_ns());
+        core.publish_metrics();
         // A connection still in the map has its reader alive, so its fd is open.
         for io in core.conns.borrow().values() {
             if io.closing_since.get().is_some_and(|since| since.elapsed() >= CLOSE_FLUSH) {

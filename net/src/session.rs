@@ -420,7 +420,15 @@ pub struct GatewayStats {
     pub evictions: u64,
     /// Audit records dropped because the server did not take them (`AUDIT_RECORDS_MAX`).
     pub audit_dropped: u64,
+    /// Successful logons since start (metrics).
+    pub logons: u64,
+    /// `session_rejects` by `SessionReason` code (codes at or above the bound share
+    /// the last slot).
+    pub session_rejects_by_reason: [u64; SESSION_REASON_SLOTS],
 }
+
+/// Slots of `GatewayStats::session_rejects_by_reason`.
+pub const SESSION_REASON_SLOTS: usize = 32;
 
 /// All connections and sessions of one net core. See the module documentation.
 #[derive(Debug)]
@@ -837,6 +845,7 @@ impl Gateway {
         actions: &mut Vec<Action>,
     ) {
         self.stats.session_rejects += 1;
+        self.stats.session_rejects_by_reason[(reason as usize).min(SESSION_REASON_SLOTS - 1)] += 1;
         let report = RejectReport::session(request_id, body_type, reason);
         let Some(conn) = self.conns[slot].as_ref().map(|c| c.id) else { return };
         self.send_reply(conn, &ServerMessage::Rejected(report), now_ns, actions);
@@ -971,6 +980,7 @@ impl Gateway {
             deliver_seq,
         });
         self.stats.logged_on += 1;
+        self.stats.logons += 1;
         let ack = LogonAck {
             session_id,
             next_seq,

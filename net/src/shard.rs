@@ -20,6 +20,8 @@ use bourse_engine::{
     MarketId, MarketView, OrderView,
 };
 
+use crate::metrics::{self, Hop, HopRecorder, Metrics};
+
 /// Where a request came from: the gateway's origin, or `None` for commands the server
 /// issues itself (bootstrap from the config).
 pub type Origin = Option<crate::session::Origin>;
@@ -59,6 +61,9 @@ pub enum Request {
     Command {
         origin: Origin,
         command: Command,
+        /// Wall-clock ns (`server::now_ns`) when the net core pushed it into the ring
+        /// (until then: when its bytes were read); 0 when not measured (metrics).
+        ring_ns: u64,
     },
     Query {
         origin: Origin,
@@ -78,6 +83,8 @@ pub enum Output {
         time_ns: u64,
         origin: Origin,
         kind: CommandKind,
+        /// Wall-clock ns when the engine finished applying it; 0 when not measured.
+        applied_ns: u64,
     },
     /// Answers a query; `index` is the last applied index it reflects.
     Reply {
@@ -315,6 +322,8 @@ pub struct Shard<L, C> {
     failed: bool,
     /// Turns of the current idle wait.
     idle_turns: u64,
+    /// Latency recording and gauges (`with_metrics`); `None`: nothing measured.
+    metrics: Option<(Arc<Metrics>, HopRecorder)>,
 }
 
 /// Idle turns between two looks at the clock.
@@ -347,7 +356,37 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
             last_snapshot_at: Instant::now(),
             failed: false,
             idle_turns: 0,
+            metrics: None,
         }
+    }
+
+    /// Measures the shard core's hops (ring -> sequenced, sequenced -> committed, apply,
+    /// snapshot stall) and publishes its gauges into `metrics`.
+    pub fn with_metrics(mut self, metrics: &Arc<Metrics>) -> Self {
+        let recorder = metrics.recorder(&[
+            Hop::RingToSequenced,
+            Hop::SequencedToCommitted,
+            Hop::Apply,
+            Hop::SnapshotStall,
+        ]);
+        self.metrics = Some((metrics.clone(), recorder));
+        self
+    }
+
+    /// The recorder if latencies are measured (then the clock is read for them).
+    fn recorder(&mut self) -> Option<&mut HopRecorder> {
+        self.metrics.as_mut().map(|(_, r)| r).filter(|r| r.enabled())
+    }
+
+    /// Publishes the gauges (a few relaxed stores) after a turn that did work.
+    fn publish_gauges(&self) {
+        let Some((metrics, _)) = &self.metrics else { return };
+        let g = &metrics.shard;
+        metrics::set(&g.sequenced_index, self.sequencer.next_index - 1);
+        metrics::set(&g.committed_index, self.log.committed_index());
+        metrics::set(&g.applied_index, self.engine.last_index());
+        metrics::set(&g.open_orders, self.engine.open_orders_len());
+        metrics::set(&g.accounts, self.engine.accounts_len() as u64);
     }
 
     /// Runs until a `Shutdown` request (or the net core goes away); returns the engine
@@ -374,6 +413,7 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
                 self.log.maintain();
             }
             if worked {
+                self.publish_gauges();
                 bells.ring_net();
                 idle_since = None;
                 continue;
@@ -404,8 +444,13 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
             let Ok(request) = requests.pop() else { break };
             worked = true;
             match request {
-                Request::Command { origin, command } => {
+                Request::Command { origin, command, ring_ns } => {
                     let (index, time_ns) = self.sequencer.stamp();
+                    if ring_ns != 0 {
+                        if let Some(r) = self.recorder() {
+                            r.record(Hop::RingToSequenced, time_ns.saturating_sub(ring_ns));
+                        }
+                    }
                     self.stalled = Some((index, time_ns, origin, command));
                     self.retry_stalled();
                 }
@@ -490,7 +535,17 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
         self.applied_since_snapshot = 0;
         self.last_snapshot_at = Instant::now();
         let index = self.engine.last_index();
+        let copy_started_ns = self.recorder().is_some().then(|| self.sequencer.clock.now_ns());
         let engine = Box::new(self.engine.clone());
+        if let Some(started) = copy_started_ns {
+            let now = self.sequencer.clock.now_ns();
+            if let Some(r) = self.recorder() {
+                r.record(Hop::SnapshotStall, now.saturating_sub(started));
+            }
+        }
+        if let Some((metrics, _)) = &self.metrics {
+            metrics::bump(&metrics.shard.snapshots_taken, 1);
+        }
         push(outputs, Output::Snapshot { index, engine }, bells);
         true
     }
@@ -500,6 +555,8 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
     fn apply_committed(&mut self, outputs: &mut rtrb::Producer<Output>, bells: &Bells) -> bool {
         let committed = self.log.committed_index();
         let mut worked = false;
+        // Latency clock (0: not measured): when the next command starts applying.
+        let mut now_ns = 0;
         while let Some(front) = self.pending.front() {
             if let Pending::Command { index, .. } = front {
                 if *index > committed {
@@ -509,14 +566,19 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
             worked = true;
             match self.pending.pop_front().expect("front exists") {
                 Pending::Command { index, time_ns, origin, command } => {
+                    if now_ns == 0 && self.recorder().is_some() {
+                        now_ns = self.sequencer.clock.now_ns();
+                    }
                     self.events.clear();
                     let applied = self.engine.apply(index, time_ns, &command, &mut self.events);
                     assert!(applied.is_ok(), "sequenced indices always follow the engine's");
+                    let applied_ns = self.record_apply(time_ns, &mut now_ns);
                     for event in self.events.drain(..) {
                         push(outputs, Output::Event(event), bells);
                     }
                     let kind = command.kind();
-                    push(outputs, Output::Applied { index, time_ns, origin, kind }, bells);
+                    let applied = Output::Applied { index, time_ns, origin, kind, applied_ns };
+                    push(outputs, applied, bells);
                     self.applied_since_snapshot += 1;
                 }
                 Pending::Query { origin, query } => {
@@ -527,6 +589,23 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
             }
         }
         worked
+    }
+
+    /// Records sequenced -> committed (up to `now_ns`, when this command's apply
+    /// started) and the apply itself; moves `now_ns` to its end and returns it (0 when
+    /// not measured).
+    fn record_apply(&mut self, time_ns: u64, now_ns: &mut u64) -> u64 {
+        if *now_ns == 0 {
+            return 0;
+        }
+        let started = *now_ns;
+        let ended = self.sequencer.clock.now_ns().max(started);
+        let Some(r) = self.recorder() else { return 0 };
+        r.record(Hop::SequencedToCommitted, started.saturating_sub(time_ns));
+        r.record(Hop::Apply, ended - started);
+        r.maybe_publish(ended);
+        *now_ns = ended;
+        ended
     }
 
     /// True if the log has committed something pending, or may take the stalled entry.
@@ -566,6 +645,12 @@ impl<L: CommandLog, C: Clock> Shard<L, C> {
         }
         // Announce the nap, then look once more: a request pushed before the flag was
         // visible is seen here, one pushed after it rings the bell (both SeqCst).
+        if self.recorder().is_some() {
+            let now = self.sequencer.clock.now_ns();
+            if let Some(r) = self.recorder() {
+                r.maybe_publish(now);
+            }
+        }
         bells.shard_sleeping.store(true, Ordering::SeqCst);
         if requests.is_empty() && !self.can_progress() {
             bells.shard_wakeups.fetch_add(1, Ordering::Relaxed);

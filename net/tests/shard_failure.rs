@@ -54,6 +54,7 @@ fn deposit(tx: u64) -> Request {
     Request::Command {
         origin: None,
         command: Command::Deposit { tx, account: 7, asset: 1, amount: 100 },
+        ring_ns: 0,
     }
 }
 

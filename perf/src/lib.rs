@@ -24,7 +24,7 @@ pub mod cli;
 pub mod driver;
 pub mod durability;
 pub mod harness;
-pub mod hgrm;
+pub use bourse_net::hgrm;
 pub mod load;
 pub mod plot;
 pub mod report;
@@ -32,15 +32,7 @@ pub mod rng;
 pub mod sched;
 pub mod workload;
 
-use std::path::Path;
-
-/// Creates the directory `path` will be written into, if it has one.
-pub fn create_parent_dir(path: &Path) -> std::io::Result<()> {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir),
-        _ => Ok(()),
-    }
-}
+pub use bourse_net::hgrm::create_parent_dir;
 
 /// A fresh scratch directory for one test.
 #[cfg(test)]

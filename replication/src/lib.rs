@@ -38,6 +38,6 @@ pub use segments::LogReader;
 pub use snapshot::{SnapshotError, SnapshotInfo, SnapshotStore, SnapshotWriter};
 pub use storage::RaftLogStorage;
 pub use wal::{
-    check_io_uring, AppendError, DurabilityMode, Recovered, SyncPoint, Wal, WalHandle, WalOptions,
-    WalStats, BATCH_INTERVAL_MAX,
+    check_io_uring, AppendError, DurabilityMode, Recovered, SyncPoint, Wal, WalHandle, WalMonitor,
+    WalOptions, WalStats, BATCH_INTERVAL_MAX,
 };

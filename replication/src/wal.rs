@@ -97,6 +97,11 @@ impl DurabilityMode {
 /// eventfd, unpark a thread...). Must be quick: it runs on the io thread.
 pub type DurableCallback = Arc<dyn Fn(u64) + Send + Sync>;
 
+/// Called by the io thread after each batch of entries is written and synced, with how
+/// long the write and its fdatasync took (one linked io_uring chain). Must be cheap and
+/// must not block: it runs on the io thread, between two batches.
+pub type SyncCallback = Arc<dyn Fn(Duration) + Send + Sync>;
+
 /// Where the log writes its messages (torn tail cut, recovery progress).
 pub type LogSink = fn(&str);
 
@@ -121,6 +126,8 @@ pub struct WalOptions {
     /// A commit-only hard-state change is written after at most this long.
     pub hard_state_commit_interval: Duration,
     pub on_durable: Option<DurableCallback>,
+    /// Latency of every batch's write + fdatasync (metrics); `None` measures nothing.
+    pub on_sync: Option<SyncCallback>,
     pub log: LogSink,
     /// Name of the io thread (shows in `top -H`, perf).
     pub thread_name: String,
@@ -149,6 +156,7 @@ impl Default for WalOptions {
             ring_entries: RING_ENTRIES_DEFAULT,
             hard_state_commit_interval: HARD_STATE_COMMIT_INTERVAL_DEFAULT,
             on_durable: None,
+            on_sync: None,
             log: log_stderr,
             thread_name: "bourse-wal".to_string(),
             idle_spin: Duration::ZERO,
@@ -166,6 +174,7 @@ impl std::fmt::Debug for WalOptions {
             .field("ring_entries", &self.ring_entries)
             .field("hard_state_commit_interval", &self.hard_state_commit_interval)
             .field("on_durable", &self.on_durable.is_some())
+            .field("on_sync", &self.on_sync.is_some())
             .field("thread_name", &self.thread_name)
             .field("idle_spin", &self.idle_spin)
             .field("batch_interval", &self.batch_interval)
@@ -457,6 +466,34 @@ fn check_covers(report: &ScanReport, from_index: u64) -> Result<(), LogError> {
 /// A point in the caller's stream of WAL operations (see `WalHandle::sync_point`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SyncPoint(pub u64);
+
+/// Counters and the durable index of a WAL, readable from any thread without a lock.
+#[derive(Clone)]
+pub struct WalMonitor {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for WalMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalMonitor").finish_non_exhaustive()
+    }
+}
+
+impl WalMonitor {
+    pub fn stats(&self) -> WalStats {
+        self.shared.stats.read()
+    }
+
+    /// Highest index written and fsynced by the io thread.
+    pub fn durable_index(&self) -> u64 {
+        self.shared.durable_index.load(Ordering::Acquire)
+    }
+
+    /// True once the io thread has stopped on an error.
+    pub fn failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Acquire)
+    }
+}
 
 /// The shard core's side of the WAL. `Send`, not shared: one thread appends.
 pub struct WalHandle {
@@ -759,6 +796,12 @@ impl WalHandle {
         self.shared.stats.read()
     }
 
+    /// A read-only view of this WAL's counters and durable index for another thread
+    /// (metrics): it reads the same atomics, takes no lock and outlives the handle.
+    pub fn monitor(&self) -> WalMonitor {
+        WalMonitor { shared: Arc::clone(&self.shared) }
+    }
+
     /// Why the io thread stopped, if it did.
     pub fn failure(&self) -> Option<String> {
         self.shared.failure()
@@ -1020,7 +1063,11 @@ impl IoThread {
             self.durable_index = truncation.from_index - 1;
         }
         if batch.entries > 0 {
+            let write_started = self.options.on_sync.as_ref().map(|_| Instant::now());
             self.write_entries(&batch.buf)?;
+            if let (Some(callback), Some(started)) = (&self.options.on_sync, write_started) {
+                callback(started.elapsed());
+            }
             self.durable_index = batch.last_index;
             bump(&self.shared.stats.batches, 1);
             self.shared.stats.batch_entries_max.fetch_max(batch.entries, Ordering::Relaxed);

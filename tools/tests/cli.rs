@@ -30,6 +30,8 @@ impl LiveServer {
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         config.server.pin = false;
         config.server.ring_entries = 4096;
+        // Tests run servers in parallel: metrics on a free port too.
+        config.metrics.listen = "127.0.0.1:0".parse().unwrap();
         let server = BackgroundServer::start(config).expect("server starts");
         LiveServer { addr: server.addr, server: Some(server) }
     }
@@ -525,5 +527,76 @@ fn tail_streams_reports_balances_and_market_data() {
     let stamped = tail.seen.iter().filter(|l| l.as_bytes().get(2) == Some(&b':')).count();
     assert!(stamped >= 8, "{:?}", tail.seen);
     drop(tail);
+    server.stop();
+}
+
+#[test]
+fn stats_prints_hop_percentiles_and_writes_hgrm_files_and_an_interval_log() {
+    let server = LiveServer::demo();
+    let metrics = server.server.as_ref().unwrap().metrics_addr().expect("metrics serve");
+    server.cli_ok(&["--key", "100", "place", "BTC-USDT", "sell", "0.5", "--price", "50100"]);
+    server.cli_ok(&["place", "BTC-USDT", "buy", "0.1", "--price", "50100"]);
+    let dir = std::env::temp_dir().join(format!("bourse-cli-stats-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let hlog = dir.join("stats.hlog");
+    std::fs::create_dir_all(&dir).unwrap();
+    let metrics = metrics.to_string();
+    let hgrm_dir = dir.join("hgrm");
+    let (hgrm_dir_text, hlog_text) = (hgrm_dir.to_str().unwrap(), hlog.to_str().unwrap());
+    // The net core publishes its latencies at most every 100 ms: wait (bounded) until the
+    // apply -> write hop of the orders above has reached the metrics thread.
+    let deadline = Instant::now() + TIMEOUT;
+    let out = loop {
+        let out = server.cli_ok(&["stats", "--metrics", &metrics, "--hgrm-dir", hgrm_dir_text]);
+        let counted = |hop: &str| {
+            out.lines()
+                .find(|l| l.split_whitespace().next() == Some(hop))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        if ["read_to_ring", "ring_to_sequenced", "apply", "apply_to_write"]
+            .iter()
+            .all(|hop| counted(hop) >= 2)
+        {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "hops never counted:\n{out}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(out.contains("p50") && out.contains("p99.99") && out.contains("max"), "{out}");
+    for hop in ["read_to_ring", "ring_to_sequenced", "sequenced_to_committed", "apply"] {
+        let parsed = bourse_net::hgrm::parse_file(&hgrm_dir.join(format!("{hop}.hgrm")))
+            .unwrap_or_else(|e| panic!("{hop}.hgrm: {e}"));
+        assert!(parsed.total_count >= 2, "{hop}: {}", parsed.total_count);
+    }
+    let watched = server.cli_ok(&[
+        "stats",
+        "--metrics",
+        &metrics,
+        "--watch",
+        "1",
+        "--count",
+        "2",
+        "--hlog",
+        hlog_text,
+    ]);
+    assert!(watched.contains("interval 2"), "{watched}");
+    let log = std::fs::read(&hlog).unwrap();
+    let tags: Vec<String> =
+        hdrhistogram::serialization::interval_log::IntervalLogIterator::new(&log)
+            .filter_map(|e| match e.expect("the interval log parses") {
+                hdrhistogram::serialization::interval_log::LogEntry::Interval(i) => {
+                    i.tag().map(|t| t.as_str().to_string())
+                }
+                _ => None,
+            })
+            .collect();
+    assert_eq!(tags.len(), 2 * 7, "{tags:?}");
+    assert!(tags.iter().any(|t| t == "apply"), "{tags:?}");
+    // A daemon without metrics there: exit 3 and a clear message.
+    let run = server.cli(&["stats", "--metrics", "127.0.0.1:1"]);
+    assert_eq!(run.code, 3, "{run}");
+    assert!(run.stderr.contains("metrics at 127.0.0.1:1"), "{run}");
+    let _ = std::fs::remove_dir_all(&dir);
     server.stop();
 }

@@ -137,6 +137,10 @@ pub fn write_config(dir: &TestDir, name: &str, data_dir: &Path, settings: &Setti
     storage.insert("snapshot_every_secs".into(), every(settings.snapshot_every_secs));
     storage.insert("snapshots_keep".into(), every(settings.snapshots_keep as u64));
     file.insert("storage".into(), storage.into());
+    // Metrics on a free port too: tests run daemons in parallel (`Daemon::metrics_addr`).
+    let mut metrics = table(&mut file, "metrics");
+    metrics.insert("listen".into(), "127.0.0.1:0".into());
+    file.insert("metrics".into(), metrics.into());
     if !settings.extra_keys.is_empty() {
         let keys = file.get_mut("keys").and_then(|v| v.as_array_mut()).expect("demo keys");
         for &(id, account) in &settings.extra_keys {
@@ -246,6 +250,16 @@ impl Daemon {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr.expect("the daemon listens")
+    }
+
+    /// Where the daemon serves `/metrics` (read from its stderr; waits for it).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        const METRICS: &str = "bourse: metrics on http://";
+        let line = self.wait_for_line(TIMEOUT, |l| l.starts_with(METRICS));
+        let line =
+            line.unwrap_or_else(|| panic!("no metrics address; stderr:\n{}", self.stderr_text()));
+        let addr = line[METRICS.len()..].trim().trim_end_matches("/metrics");
+        addr.parse().expect("a socket address")
     }
 
     pub fn pid(&self) -> u32 {

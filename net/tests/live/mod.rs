@@ -29,6 +29,8 @@ pub fn demo_config(edit: impl FnOnce(&mut Config)) -> Config {
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.pin = false;
     config.server.ring_entries = 4096;
+    // Tests run servers in parallel: metrics on a free port too.
+    config.metrics.listen = "127.0.0.1:0".parse().unwrap();
     edit(&mut config);
     config
 }

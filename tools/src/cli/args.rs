@@ -102,6 +102,27 @@ pub enum Cmd {
     /// Admin commands (admin key; default --key 1).
     #[command(subcommand)]
     Admin(AdminCmd),
+    /// Live per-hop latency percentiles of the daemon, from its metrics port (no key).
+    Stats(StatsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// The daemon's metrics address (its `metrics.listen`).
+    #[arg(long, default_value = "127.0.0.1:9400", value_name = "HOST:PORT")]
+    pub metrics: String,
+    /// Write one `<hop>.hgrm` percentile distribution per hop (microseconds) here.
+    #[arg(long, value_name = "DIR")]
+    pub hgrm_dir: Option<std::path::PathBuf>,
+    /// Then print what each interval of this many seconds recorded, until Ctrl-C.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub watch: Option<u64>,
+    /// With --watch: stop after this many intervals.
+    #[arg(long, requires = "watch")]
+    pub count: Option<u64>,
+    /// With --watch: append every interval to this HdrHistogram interval log (.hlog).
+    #[arg(long, value_name = "FILE", requires = "watch")]
+    pub hlog: Option<std::path::PathBuf>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

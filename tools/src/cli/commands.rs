@@ -16,6 +16,10 @@ use super::CliError;
 
 /// Runs the command the command line names.
 pub fn run(cli: &Cli) -> Result<(), CliError> {
+    if let Cmd::Stats(args) = &cli.command {
+        // The metrics port: no exchange connection, no key.
+        return super::stats::run(args, Duration::from_secs(cli.timeout.max(1)));
+    }
     let target = Target {
         addr: cli.addr.clone(),
         key: cli.key_id(),
@@ -40,6 +44,7 @@ pub fn run(cli: &Cli) -> Result<(), CliError> {
             Ok(())
         }
         Cmd::Admin(cmd) => admin(&mut conn, cmd),
+        Cmd::Stats(_) => unreachable!("answered above"),
     };
     conn.close();
     result

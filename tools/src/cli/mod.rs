@@ -15,13 +15,14 @@
 //!
 //! Modules: `args` (the command line), `catalog` (reference data, decimals), `conn`
 //! (connect, log on, request/outcome), `render` (words and tables), `commands` (one
-//! function per subcommand).
+//! function per subcommand), `stats` (latency histograms from the metrics port).
 
 pub mod args;
 pub mod catalog;
 pub mod commands;
 pub mod conn;
 pub mod render;
+pub mod stats;
 
 use std::process::ExitCode;
 

@@ -106,7 +106,7 @@ pub fn write_percentile_distribution<W: Write>(
 /// Writes a bourse `.hgrm` file: a `#[...]` comment naming the run and the unit, then the
 /// distribution with 5 ticks per half distance, in µs (ns / 1000).
 pub fn write_file(path: &Path, title: &str, hist: &Histogram<u64>) -> io::Result<()> {
-    crate::create_parent_dir(path)?;
+    create_parent_dir(path)?;
     let mut out = io::BufWriter::new(std::fs::File::create(path)?);
     // A title with brackets or newlines would break the comment line; replace them.
     let title: String = title
@@ -300,10 +300,22 @@ fn check_rows(hgrm: &Hgrm) -> Result<(), ParseError> {
     }
 }
 
+/// Creates the directory `path` will be written into, if it has one.
+pub fn create_parent_dir(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{latency_histogram, record_ns};
+    use crate::metrics::latency_histogram;
+
+    fn record_ns(hist: &mut Histogram<u64>, ns: u64) {
+        hist.saturating_record(ns);
+    }
 
     fn write_to_string(hist: &Histogram<u64>) -> String {
         let mut out = Vec::new();
@@ -406,13 +418,15 @@ mod tests {
 
     #[test]
     fn file_has_unit_comment_and_parses() {
-        let dir = crate::test_dir("hgrm");
+        let dir = std::env::temp_dir().join(format!("bourse-net-hgrm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("sub/run.hgrm");
         write_file(&path, "engine-bench/max [x]", &uniform_1_to_100k()).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let first = text.lines().next().unwrap();
         assert!(first.starts_with("#[engine-bench/max  x : values in microseconds"), "{first}");
         assert_eq!(parse_file(&path).unwrap().total_count, 100_000);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
